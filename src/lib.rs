@@ -1,0 +1,2 @@
+//! vpsfw facade.
+pub use vpsfw_runtime::*;

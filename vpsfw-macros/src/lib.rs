@@ -1,0 +1,1 @@
+//! The `firewall!` macro. Use it through the `vpsfw` facade.

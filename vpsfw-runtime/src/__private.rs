@@ -1,0 +1,116 @@
+//! What `firewall!` expansions call. Not public API: the macro has already run every
+//! check of [`crate::spec`] on these values, so they are assembled without checking again
+//! (and without anything that could panic).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+pub use crate::addr::Address;
+pub use crate::model::{Defaults, NameDef, Origin, Policy, Rule};
+pub use crate::value::{
+    Action, Direction, Family, IcmpType, Iface, Label, Limit, LogPrefix, Ports, Protocol, RateUnit,
+    States, Verdict,
+};
+use crate::value::{Port, PortRange};
+
+pub fn policy(names: Vec<NameDef>, defaults: Defaults, written: Vec<Rule>) -> Policy {
+    let mut rules = crate::spec::implicit_rules();
+    rules.extend(written);
+    Policy {
+        names,
+        defaults,
+        rules,
+    }
+}
+
+pub fn name(name: &str, address: Address) -> NameDef {
+    NameDef {
+        name: name.to_owned(),
+        address,
+    }
+}
+
+pub fn addr(name: Option<&str>, v4: Option<([u8; 4], u8)>, v6: Option<([u16; 8], u8)>) -> Address {
+    let v4 = v4.map(|(o, len)| Ipv4Net::new(Ipv4Addr::from(o), len).unwrap_or_default());
+    let v6 = v6.map(|(s, len)| {
+        let [a, b, c, d, e, f, g, h] = s;
+        Ipv6Net::new(Ipv6Addr::new(a, b, c, d, e, f, g, h), len).unwrap_or_default()
+    });
+    Address::raw(name.map(str::to_owned), v4, v6)
+}
+
+pub fn ports(list: &[(u16, u16)]) -> Ports {
+    Ports::raw(
+        list.iter()
+            .map(|&(lo, hi)| PortRange::raw(Port::raw(lo), Port::raw(hi)))
+            .collect(),
+    )
+}
+
+pub fn iface(name: &str) -> Iface {
+    Iface::raw(name)
+}
+
+pub fn label(text: &str) -> Label {
+    Label::raw(text)
+}
+
+pub fn log_prefix(text: &str) -> LogPrefix {
+    LogPrefix::raw(text)
+}
+
+pub fn states(bits: u8) -> States {
+    States::raw(bits)
+}
+
+pub fn icmp_type(family: Family, code: u8) -> IcmpType {
+    IcmpType::from_code(family, code)
+}
+
+pub fn limit(count: u32, unit: RateUnit, burst: u32) -> Limit {
+    Limit::raw(count, unit, burst)
+}
+
+/// Every field of a written rule.
+pub struct RuleParts {
+    pub action: Action,
+    pub direction: Direction,
+    pub v4: bool,
+    pub v6: bool,
+    pub iface: Option<Iface>,
+    pub proto: Option<Protocol>,
+    pub src: Option<Address>,
+    pub dst: Option<Address>,
+    pub sport: Option<Ports>,
+    pub dport: Option<Ports>,
+    pub icmp_type: Option<IcmpType>,
+    pub states: Option<States>,
+    pub limit: Option<Limit>,
+    pub log_prefix: Option<LogPrefix>,
+    pub group: Option<Label>,
+    pub comment: Option<Label>,
+    pub line: Option<u32>,
+}
+
+pub fn rule(p: RuleParts) -> Rule {
+    Rule {
+        action: p.action,
+        direction: p.direction,
+        v4: p.v4,
+        v6: p.v6,
+        iface: p.iface,
+        proto: p.proto,
+        src: p.src,
+        dst: p.dst,
+        sport: p.sport,
+        dport: p.dport,
+        icmp_type: p.icmp_type,
+        states: p.states,
+        limit: p.limit,
+        log_prefix: p.log_prefix,
+        group: p.group,
+        comment: p.comment,
+        origin: Origin::Written { line: p.line },
+    }
+}

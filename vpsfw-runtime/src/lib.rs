@@ -1,0 +1,25 @@
+//! vpsfw's runtime: the typed firewall model, the checks shared with the `firewall!`
+//! macro, the renderers and the command line every policy binary gets.
+//!
+//! Users depend on the `vpsfw` facade, which re-exports this crate.
+
+pub mod addr;
+pub mod diag;
+pub mod model;
+pub mod render;
+pub mod ruleset;
+pub mod spec;
+pub mod value;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use addr::Address;
+pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
+pub use model::{Defaults, NameDef, Origin, Policy, Rule};
+pub use render::{render, Format};
+pub use spec::Spec;
+pub use value::*;

@@ -1,0 +1,234 @@
+//! The checked policy: what `firewall!` expands to and what every renderer reads.
+//!
+//! Fields are private; a `Policy` comes from [`crate::spec::Spec::build`] (the one
+//! checker, used by the macro at build time and by run-time builders alike) or from
+//! serde, which goes through the same checks.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::addr::Address;
+use crate::value::*;
+
+/// The default policies of the three built-in chains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Defaults {
+    pub input: Verdict,
+    pub forward: Verdict,
+    pub output: Verdict,
+}
+
+impl Default for Defaults {
+    /// The kernel's own defaults: everything accepted.
+    fn default() -> Self {
+        Defaults {
+            input: Verdict::Allow,
+            forward: Verdict::Allow,
+            output: Verdict::Allow,
+        }
+    }
+}
+
+impl Defaults {
+    pub fn get(&self, chain: Chain) -> Verdict {
+        match chain {
+            Chain::Input => self.input,
+            Chain::Forward => self.forward,
+            Chain::Output => self.output,
+        }
+    }
+
+    pub(crate) fn set(&mut self, chain: Chain, v: Verdict) {
+        match chain {
+            Chain::Input => self.input = v,
+            Chain::Forward => self.forward = v,
+            Chain::Output => self.output = v,
+        }
+    }
+}
+
+/// Where a rule came from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    /// Written in the policy: its line (when known) and its text in canonical form.
+    Written { line: Option<u32> },
+    /// Added by vpsfw itself; the text says why.
+    Implicit { why: String },
+}
+
+/// One rule of the policy, before it is split per family.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rule {
+    pub(crate) action: Action,
+    pub(crate) direction: Direction,
+    pub(crate) v4: bool,
+    pub(crate) v6: bool,
+    pub(crate) iface: Option<Iface>,
+    pub(crate) proto: Option<Protocol>,
+    pub(crate) src: Option<Address>,
+    pub(crate) dst: Option<Address>,
+    pub(crate) sport: Option<Ports>,
+    pub(crate) dport: Option<Ports>,
+    pub(crate) icmp_type: Option<IcmpType>,
+    pub(crate) states: Option<States>,
+    pub(crate) limit: Option<Limit>,
+    pub(crate) log_prefix: Option<LogPrefix>,
+    pub(crate) group: Option<Label>,
+    pub(crate) comment: Option<Label>,
+    pub(crate) origin: Origin,
+}
+
+impl Rule {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+    pub fn chain(&self) -> Chain {
+        self.direction.chain()
+    }
+    /// Whether the rule exists in this family's ruleset.
+    pub fn in_family(&self, f: Family) -> bool {
+        match f {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+    pub fn iface(&self) -> Option<&Iface> {
+        self.iface.as_ref()
+    }
+    pub fn proto(&self) -> Option<Protocol> {
+        self.proto
+    }
+    pub fn src(&self) -> Option<&Address> {
+        self.src.as_ref()
+    }
+    pub fn dst(&self) -> Option<&Address> {
+        self.dst.as_ref()
+    }
+    pub fn sport(&self) -> Option<&Ports> {
+        self.sport.as_ref()
+    }
+    pub fn dport(&self) -> Option<&Ports> {
+        self.dport.as_ref()
+    }
+    pub fn icmp_type(&self) -> Option<IcmpType> {
+        self.icmp_type
+    }
+    pub fn states(&self) -> Option<States> {
+        self.states
+    }
+    pub fn limit(&self) -> Option<Limit> {
+        self.limit
+    }
+    pub fn log_prefix(&self) -> Option<&LogPrefix> {
+        self.log_prefix.as_ref()
+    }
+    pub fn group(&self) -> Option<&Label> {
+        self.group.as_ref()
+    }
+    pub fn comment(&self) -> Option<&Label> {
+        self.comment.as_ref()
+    }
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+    pub fn line(&self) -> Option<u32> {
+        match self.origin {
+            Origin::Written { line } => line,
+            Origin::Implicit { .. } => None,
+        }
+    }
+}
+
+/// The rule in the language's own words, canonical form.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.action, self.direction)?;
+        if let Some(i) = &self.iface {
+            write!(f, " on {i}")?;
+        }
+        if let Some(p) = self.proto {
+            write!(f, " {p}")?;
+        }
+        let ports = |f: &mut fmt::Formatter<'_>, p: &Ports| {
+            let list: Vec<String> = p.ranges().iter().map(ToString::to_string).collect();
+            if list.len() == 1 {
+                write!(f, "{}", list[0])
+            } else {
+                write!(f, "[{}]", list.join(", "))
+            }
+        };
+        for (word, addr, port) in [
+            ("from", &self.src, &self.sport),
+            ("to", &self.dst, &self.dport),
+        ] {
+            if addr.is_none() && port.is_none() {
+                continue;
+            }
+            write!(f, " {word}")?;
+            if let Some(a) = addr {
+                write!(f, " {a}")?;
+            }
+            if let Some(p) = port {
+                f.write_str(if addr.is_some() { " port " } else { " " })?;
+                ports(f, p)?;
+            }
+        }
+        if let Some(t) = self.icmp_type {
+            write!(f, " type {}", t.name())?;
+        }
+        if let Some(s) = self.states {
+            write!(f, " state {s}")?;
+        }
+        if let Some(l) = self.limit {
+            write!(f, " limit {}/{} burst {}", l.count(), l.unit(), l.burst())?;
+        }
+        if let Some(p) = &self.log_prefix {
+            write!(f, " prefix {:?}", p.as_str())?;
+        }
+        if let Some(c) = &self.comment {
+            write!(f, " comment {:?}", c.as_str())?;
+        }
+        f.write_str(";")
+    }
+}
+
+/// A name declared in the policy and the address(es) it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NameDef {
+    pub(crate) name: String,
+    pub(crate) address: Address,
+}
+
+impl NameDef {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+}
+
+/// A whole, checked firewall policy for one host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Policy {
+    pub(crate) names: Vec<NameDef>,
+    pub(crate) defaults: Defaults,
+    pub(crate) rules: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn names(&self) -> &[NameDef] {
+        &self.names
+    }
+    pub fn defaults(&self) -> Defaults {
+        self.defaults
+    }
+    /// Every rule in order, the ones vpsfw adds included.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}
