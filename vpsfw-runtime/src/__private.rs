@@ -14,6 +14,10 @@ pub use crate::value::{
 };
 use crate::value::{Port, PortRange};
 
+// Expansions name these through this module so they work without the prelude.
+pub use std::option::Option::{self, None, Some};
+pub use std::vec::Vec;
+
 pub fn policy(names: Vec<NameDef>, defaults: Defaults, written: Vec<Rule>) -> Policy {
     let mut rules = crate::spec::implicit_rules();
     rules.extend(written);

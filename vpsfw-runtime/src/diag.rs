@@ -115,22 +115,27 @@ impl Sink {
     }
 }
 
-/// `"; did you mean `x`?"` for the closest known word, or nothing.
-pub(crate) fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+/// The known word closest to a misspelt one, if any is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let word_lc = word.to_ascii_lowercase();
-    let best = known
+    known
         .into_iter()
         .map(|k| (strsim::damerau_levenshtein(&word_lc, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3) && *d < k.len().max(word.len()))
-        .min_by_key(|(d, _)| *d);
-    match best {
-        Some((_, k)) => format!("; did you mean `{k}`?"),
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// `"; did you mean `x`?"` for the closest known word, or nothing.
+pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    match closest(word, known) {
+        Some(k) => format!("; did you mean `{k}`?"),
         None => String::new(),
     }
 }
 
 /// Shows untrusted text inside a message without letting it span lines or run on.
-pub(crate) fn shown(text: &str) -> String {
+pub fn shown(text: &str) -> String {
     let mut out: String = text.chars().take(40).flat_map(char::escape_debug).collect();
     if text.chars().count() > 40 {
         out.push('…');

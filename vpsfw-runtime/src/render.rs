@@ -82,7 +82,17 @@ fn port_list(ranges: &[PortRange]) -> String {
     parts.join(",")
 }
 
+/// Writes a comment or log prefix the way iptables-save does: bare when it is only
+/// letters, digits, `_` and `-`, quoted otherwise.
 fn quoted(out: &mut String, text: &str, quote: Quote) {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        out.push_str(text);
+        return;
+    }
     // Label and LogPrefix admit no quote, backslash, `$` or newline, so wrapping is enough.
     let q = match quote {
         Quote::Double => '"',

@@ -1,0 +1,162 @@
+//! A checked [`Policy`] to the tokens that rebuild it at run time.
+//!
+//! The expansion only assembles values the checker already accepted, through
+//! `$crate::__private`; nothing in it can fail or panic at run time.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use vpsfw_runtime::{
+    Action, Address, Direction, Family, Origin, Policy, Ports, Protocol, RateUnit, Rule, Verdict,
+};
+
+/// The expression that builds `policy`; `krate` is the path of the `vpsfw` facade.
+pub fn expand(krate: &TokenStream, policy: &Policy) -> TokenStream {
+    let p = quote!(__vpsfw);
+    let names = policy.names().iter().map(|n| {
+        let name = n.name();
+        let addr = address(&p, n.address());
+        quote!(#p::name(#name, #addr))
+    });
+    let d = policy.defaults();
+    let [input, forward, output] = [d.input, d.forward, d.output].map(|v| verdict(&p, v));
+    let rules = policy
+        .rules()
+        .iter()
+        .filter(|r| matches!(r.origin(), Origin::Written { .. }))
+        .map(|r| rule(&p, r));
+    quote! {
+        {
+            use #krate::__private as #p;
+            #p::policy(
+                #p::Vec::from([#(#names),*]),
+                #p::Defaults { input: #input, forward: #forward, output: #output },
+                #p::Vec::from([#(#rules),*]),
+            )
+        }
+    }
+}
+
+fn opt<T>(p: &TokenStream, v: Option<T>, f: impl FnOnce(T) -> TokenStream) -> TokenStream {
+    match v {
+        Some(v) => {
+            let inner = f(v);
+            quote!(#p::Some(#inner))
+        }
+        None => quote!(#p::None),
+    }
+}
+
+fn verdict(p: &TokenStream, v: Verdict) -> TokenStream {
+    match v {
+        Verdict::Allow => quote!(#p::Verdict::Allow),
+        Verdict::Drop => quote!(#p::Verdict::Drop),
+    }
+}
+
+fn address(p: &TokenStream, a: &Address) -> TokenStream {
+    let name = opt(p, a.name(), |n| quote!(#n));
+    let v4 = opt(p, a.v4(), |n| {
+        let o = n.addr().octets();
+        let len = n.prefix_len();
+        quote!(([#(#o),*], #len))
+    });
+    let v6 = opt(p, a.v6(), |n| {
+        let s = n.addr().segments();
+        let len = n.prefix_len();
+        quote!(([#(#s),*], #len))
+    });
+    quote!(#p::addr(#name, #v4, #v6))
+}
+
+fn ports(p: &TokenStream, ports: &Ports) -> TokenStream {
+    let pairs = ports.ranges().iter().map(|r| {
+        let (lo, hi) = (r.lo().get(), r.hi().get());
+        quote!((#lo, #hi))
+    });
+    quote!(#p::ports(&[#(#pairs),*]))
+}
+
+fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
+    let action = match r.action() {
+        Action::Allow => quote!(Allow),
+        Action::Drop => quote!(Drop),
+        Action::Reject => quote!(Reject),
+        Action::Log => quote!(Log),
+    };
+    let direction = match r.direction() {
+        Direction::In => quote!(In),
+        Direction::Out => quote!(Out),
+        Direction::Forward => quote!(Forward),
+    };
+    let (v4, v6) = (r.in_family(Family::V4), r.in_family(Family::V6));
+    let iface = opt(p, r.iface(), |i| {
+        let s = i.as_str();
+        quote!(#p::iface(#s))
+    });
+    let proto = opt(p, r.proto(), |pr| match pr {
+        Protocol::Tcp => quote!(#p::Protocol::Tcp),
+        Protocol::Udp => quote!(#p::Protocol::Udp),
+        Protocol::Icmp => quote!(#p::Protocol::Icmp),
+        Protocol::Icmpv6 => quote!(#p::Protocol::Icmpv6),
+    });
+    let src = opt(p, r.src(), |a| address(p, a));
+    let dst = opt(p, r.dst(), |a| address(p, a));
+    let sport = opt(p, r.sport(), |x| ports(p, x));
+    let dport = opt(p, r.dport(), |x| ports(p, x));
+    let icmp_type = opt(p, r.icmp_type(), |t| {
+        let code = t.code();
+        let fam = match t.family() {
+            Family::V4 => quote!(V4),
+            Family::V6 => quote!(V6),
+        };
+        quote!(#p::icmp_type(#p::Family::#fam, #code))
+    });
+    let states = opt(p, r.states(), |s| {
+        let bits = s.bits();
+        quote!(#p::states(#bits))
+    });
+    let limit = opt(p, r.limit(), |l| {
+        let (count, burst) = (l.count(), l.burst());
+        let unit = match l.unit() {
+            RateUnit::Second => quote!(Second),
+            RateUnit::Minute => quote!(Minute),
+            RateUnit::Hour => quote!(Hour),
+            RateUnit::Day => quote!(Day),
+        };
+        quote!(#p::limit(#count, #p::RateUnit::#unit, #burst))
+    });
+    let log_prefix = opt(p, r.log_prefix(), |l| {
+        let s = l.as_str();
+        quote!(#p::log_prefix(#s))
+    });
+    let group = opt(p, r.group(), |l| {
+        let s = l.as_str();
+        quote!(#p::label(#s))
+    });
+    let comment = opt(p, r.comment(), |l| {
+        let s = l.as_str();
+        quote!(#p::label(#s))
+    });
+    let line = opt(p, r.line(), |l| quote!(#l));
+    quote! {
+        #p::rule(#p::RuleParts {
+            action: #p::Action::#action,
+            direction: #p::Direction::#direction,
+            v4: #v4,
+            v6: #v6,
+            iface: #iface,
+            proto: #proto,
+            src: #src,
+            dst: #dst,
+            sport: #sport,
+            dport: #dport,
+            icmp_type: #icmp_type,
+            states: #states,
+            limit: #limit,
+            log_prefix: #log_prefix,
+            group: #group,
+            comment: #comment,
+            line: #line,
+        })
+    }
+}

@@ -1,0 +1,635 @@
+//! Tokens to [`Spec`]: the language's syntax, and nothing else.
+//!
+//! Leaves are kept as the text written, each with a [`Loc`] naming its tokens; every
+//! check of a value (ports, addresses, names, states...) happens in
+//! `vpsfw_runtime::spec`, the checker the run-time builder uses too. Each statement is
+//! parsed on its own, so one syntax error does not hide the mistakes in the others.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Ident, LitFloat, LitInt, LitStr, Token};
+use vpsfw_runtime::diag::{closest, shown};
+use vpsfw_runtime::spec::{
+    AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec, PortSpec, RuleSpec,
+    Spec,
+};
+use vpsfw_runtime::{Loc, Protocol, Spanned};
+
+/// The words that start a clause of a rule.
+const CLAUSES: &[&str] = &[
+    "on", "from", "to", "port", "state", "limit", "burst", "prefix", "comment", "type",
+];
+
+/// Where each [`Loc`] points: the first and last token of what it names.
+#[derive(Default)]
+pub struct Locs(Vec<(Span, Span)>);
+
+impl Locs {
+    fn add(&mut self, first: Span, last: Span) -> Loc {
+        self.0.push((first, last));
+        Loc::new(self.0.len() as u32 - 1)
+    }
+
+    pub fn get(&self, loc: Loc) -> (Span, Span) {
+        self.0
+            .get(loc.index() as usize)
+            .copied()
+            .unwrap_or((Span::call_site(), Span::call_site()))
+    }
+}
+
+/// Parses the whole body of `firewall! { ... }`.
+pub fn parse(body: TokenStream, locs: &mut Locs) -> (Spec, Vec<syn::Error>) {
+    let mut spec = Spec::default();
+    let mut errors = Vec::new();
+    for stmt in statements(body, &mut errors) {
+        parse_statement(stmt, None, locs, &mut spec, &mut errors);
+    }
+    (spec, errors)
+}
+
+/// One statement's tokens, without its `;`.
+struct Stmt {
+    tokens: Vec<TokenTree>,
+}
+
+/// Splits a token stream at top-level `;`, and after `group NAME { ... }`.
+fn statements(body: TokenStream, errors: &mut Vec<syn::Error>) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    let mut cur: Vec<TokenTree> = Vec::new();
+    for tt in body {
+        match &tt {
+            TokenTree::Punct(p) if p.as_char() == ';' => {
+                if !cur.is_empty() {
+                    out.push(Stmt {
+                        tokens: std::mem::take(&mut cur),
+                    });
+                }
+            }
+            TokenTree::Group(g)
+                if g.delimiter() == Delimiter::Brace
+                    && matches!(cur.first(), Some(TokenTree::Ident(i)) if i == "group") =>
+            {
+                cur.push(tt);
+                out.push(Stmt {
+                    tokens: std::mem::take(&mut cur),
+                });
+            }
+            _ => cur.push(tt),
+        }
+    }
+    if let Some(last) = cur.last() {
+        errors.push(syn::Error::new(
+            last.span(),
+            "expected `;` after this statement",
+        ));
+        out.push(Stmt { tokens: cur });
+    }
+    out
+}
+
+fn parse_statement(
+    stmt: Stmt,
+    group: Option<&Spanned<String>>,
+    locs: &mut Locs,
+    spec: &mut Spec,
+    errors: &mut Vec<syn::Error>,
+) {
+    let tokens: TokenStream = stmt.tokens.into_iter().collect();
+    let head = match tokens.clone().into_iter().next() {
+        Some(TokenTree::Ident(i)) => i.to_string(),
+        Some(other) => {
+            errors.push(syn::Error::new(
+                other.span(),
+                "expected a rule (`allow in ...`), `host`, `net`, `policy` or `group`",
+            ));
+            return;
+        }
+        None => return,
+    };
+    let result = match head.as_str() {
+        "host" | "net" => (|input: ParseStream| parse_name(input, locs))
+            .parse2(tokens)
+            .map(Item::Name),
+        "policy" => (|input: ParseStream| parse_default(input, locs))
+            .parse2(tokens)
+            .map(Item::Default),
+        "group" => {
+            if group.is_some() {
+                errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
+                return;
+            }
+            match (|input: ParseStream| parse_group_head(input, locs)).parse2(tokens) {
+                Ok((name, body)) => {
+                    for stmt in statements(body, errors) {
+                        parse_statement(stmt, Some(&name), locs, spec, errors);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+            return;
+        }
+        _ => {
+            let mut trees = tokens.clone().into_iter();
+            let first = trees.next().map_or_else(Span::call_site, |t| t.span());
+            let last = trees.last().map_or(first, |t| t.span());
+            let at = locs.add(first, last);
+            (|input: ParseStream| parse_rule(input, at, group, locs))
+                .parse2(tokens)
+                .map(Item::Rule)
+        }
+    };
+    match result {
+        Ok(item) => spec.items.push(item),
+        Err(e) => errors.push(e),
+    }
+}
+
+fn spanned<T>(value: T, first: Span, last: Span, locs: &mut Locs) -> Spanned<T> {
+    Spanned::new(value, locs.add(first, last))
+}
+
+fn word(input: ParseStream) -> syn::Result<Ident> {
+    input.call(Ident::parse_any)
+}
+
+fn peek_word(input: ParseStream, w: &str) -> bool {
+    input.fork().call(Ident::parse_any).is_ok_and(|i| i == w)
+}
+
+/// `host NAME = ADDR, ADDR` / `net NAME = NET, NET`
+fn parse_name(input: ParseStream, locs: &mut Locs) -> syn::Result<NameSpec> {
+    let kw = word(input)?;
+    let kind = if kw == "host" {
+        NameKind::Host
+    } else {
+        NameKind::Net
+    };
+    let name = input
+        .call(Ident::parse_any)
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a name after `{kw}`")))?;
+    let name = spanned(name.to_string(), name.span(), name.span(), locs);
+    input.parse::<Token![=]>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected `=` after `{kw} {}`", name.value),
+        )
+    })?;
+    let mut values = Vec::new();
+    loop {
+        values.push(parse_address_literal(input, locs)?);
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(NameSpec { kind, name, values })
+}
+
+/// `"2001:db8::1"`, `198.51.100.7`, `203.0.113.128/27`
+fn parse_address_literal(input: ParseStream, locs: &mut Locs) -> syn::Result<Spanned<String>> {
+    if input.peek(LitStr) {
+        let s: LitStr = input.parse()?;
+        return Ok(spanned(s.value(), s.span(), s.span(), locs));
+    }
+    if input.peek(LitFloat) || input.peek(LitInt) {
+        return parse_bare_ipv4(input, locs);
+    }
+    Err(input.error(
+        "expected an address: IPv4 as `198.51.100.7` or `203.0.113.128/27`, IPv6 in quotes as `\"2001:db8::1\"`",
+    ))
+}
+
+/// A bare IPv4 address arrives as `198.51` `.` `100.7` (two float literals); glue the
+/// pieces back into the text written, with an optional `/N`.
+fn parse_bare_ipv4(input: ParseStream, locs: &mut Locs) -> syn::Result<Spanned<String>> {
+    let first: TokenTree = input.parse()?;
+    let mut text = first.to_string();
+    let mut last = first.span();
+    while input.peek(Token![.]) && (input.peek2(LitFloat) || input.peek2(LitInt)) {
+        input.parse::<Token![.]>()?;
+        let part: TokenTree = input.parse()?;
+        text.push('.');
+        text.push_str(&part.to_string());
+        last = part.span();
+    }
+    if input.peek(Token![/]) {
+        input.parse::<Token![/]>()?;
+        let len: LitInt = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected a prefix length after `/`"))?;
+        text.push('/');
+        text.push_str(len.base10_digits());
+        last = len.span();
+    }
+    if text.contains(':') || text.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(syn::Error::new(
+            first.span(),
+            format!("malformed IPv4 address `{}`", shown(&text)),
+        ));
+    }
+    Ok(spanned(text, first.span(), last, locs))
+}
+
+/// `policy input drop`
+fn parse_default(input: ParseStream, locs: &mut Locs) -> syn::Result<DefaultSpec> {
+    word(input)?;
+    let chain = word(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a chain after `policy`: `input`, `output` or `forward`",
+        )
+    })?;
+    let verdict = word(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected `allow` or `drop` after `policy {chain}`"),
+        )
+    })?;
+    if !input.is_empty() {
+        return Err(input.error("unexpected tokens after the chain policy"));
+    }
+    Ok(DefaultSpec {
+        chain: spanned(chain.to_string(), chain.span(), chain.span(), locs),
+        verdict: spanned(verdict.to_string(), verdict.span(), verdict.span(), locs),
+    })
+}
+
+/// `group NAME { ... }`: the name and the body.
+fn parse_group_head(
+    input: ParseStream,
+    locs: &mut Locs,
+) -> syn::Result<(Spanned<String>, TokenStream)> {
+    word(input)?;
+    let name = if input.peek(LitStr) {
+        let s: LitStr = input.parse()?;
+        spanned(s.value(), s.span(), s.span(), locs)
+    } else {
+        let (text, first, last) = joined_word(input)
+            .map_err(|e| syn::Error::new(e.span(), "expected a group name after `group`"))?;
+        spanned(text, first, last, locs)
+    };
+    let body;
+    syn::braced!(body in input);
+    Ok((name, body.parse()?))
+}
+
+/// A word that may contain `-` and `.` (`echo-request`, `eth0.100`) and end in `+`.
+fn joined_word(input: ParseStream) -> syn::Result<(String, Span, Span)> {
+    let first = word(input)?;
+    let mut text = first.to_string();
+    let mut last = first.span();
+    loop {
+        if (input.peek(Token![-]) || input.peek(Token![.]))
+            && (input.peek2(Ident::peek_any) || input.peek2(LitInt))
+        {
+            let sep: TokenTree = input.parse()?;
+            let part: TokenTree = input.parse()?;
+            text.push_str(&sep.to_string());
+            text.push_str(&part.to_string());
+            last = part.span();
+        } else if input.peek(LitInt) && text.ends_with('-') {
+            let part: TokenTree = input.parse()?;
+            text.push_str(&part.to_string());
+            last = part.span();
+        } else {
+            break;
+        }
+    }
+    if input.peek(Token![+]) {
+        let plus: Token![+] = input.parse()?;
+        text.push('+');
+        last = plus.span;
+    }
+    Ok((text, first.span(), last))
+}
+
+fn is_reserved(w: &str) -> bool {
+    CLAUSES.contains(&w) || Protocol::WORDS.contains(&w) || w == "all"
+}
+
+fn parse_rule(
+    input: ParseStream,
+    at: Loc,
+    group: Option<&Spanned<String>>,
+    locs: &mut Locs,
+) -> syn::Result<RuleSpec> {
+    let action = word(input)?;
+    let first_span = action.span();
+    let line = u32::try_from(first_span.start().line)
+        .ok()
+        .filter(|l| *l > 0);
+    let direction = match input.fork().call(Ident::parse_any) {
+        Ok(d) if !is_reserved(&d.to_string()) => word(input)?,
+        _ => {
+            return Err(input.error(format!(
+                "expected a direction after `{action}`: `in`, `out` or `forward`"
+            )))
+        }
+    };
+    let action = spanned(action.to_string(), action.span(), action.span(), locs);
+    let direction = spanned(
+        direction.to_string(),
+        direction.span(),
+        direction.span(),
+        locs,
+    );
+    let mut rule = RuleSpec::new(at, action, direction);
+    rule.line = line;
+    rule.group = group.cloned();
+    let mut proto_given = false;
+
+    while !input.is_empty() {
+        let kw = input.call(Ident::parse_any).map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a clause (`from`, `to`, `on`, `state`, ...) or a protocol",
+            )
+        })?;
+        let k = kw.to_string();
+        let dup = |given: bool| -> syn::Result<()> {
+            if given {
+                Err(syn::Error::new(
+                    kw.span(),
+                    format!("`{k}` is given twice in this rule"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match k.as_str() {
+            "on" => {
+                dup(rule.iface.is_some())?;
+                rule.iface = Some(if input.peek(LitStr) {
+                    let s: LitStr = input.parse()?;
+                    spanned(s.value(), s.span(), s.span(), locs)
+                } else {
+                    let (t, f, l) = joined_word(input).map_err(|e| {
+                        syn::Error::new(e.span(), "expected an interface name after `on`")
+                    })?;
+                    spanned(t, f, l, locs)
+                });
+            }
+            "from" => {
+                dup(rule.from.is_some())?;
+                rule.from = Some(parse_endpoint(input, &kw, locs)?);
+            }
+            "to" => {
+                dup(rule.to.is_some())?;
+                rule.to = Some(parse_endpoint(input, &kw, locs)?);
+            }
+            "state" => {
+                dup(rule.states.is_some())?;
+                let mut list = Vec::new();
+                loop {
+                    let s = word(input)
+                        .map_err(|e| syn::Error::new(e.span(), "expected a state: `new`, `established`, `related`, `invalid` or `untracked`"))?;
+                    list.push(spanned(s.to_string(), s.span(), s.span(), locs));
+                    if !input.peek(Token![,]) {
+                        break;
+                    }
+                    input.parse::<Token![,]>()?;
+                }
+                rule.states = Some(list);
+            }
+            "limit" => {
+                dup(rule.limit.is_some())?;
+                let count: LitInt = input.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected a rate after `limit`, such as `5/minute`",
+                    )
+                })?;
+                input.parse::<Token![/]>().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected `/` and a unit after the rate, such as `5/minute`",
+                    )
+                })?;
+                let unit = word(input).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected a unit: `second`, `minute`, `hour` or `day`",
+                    )
+                })?;
+                let mut burst = None;
+                if peek_word(input, "burst") {
+                    word(input)?;
+                    let b: LitInt = input.parse().map_err(|e| {
+                        syn::Error::new(e.span(), "expected a number after `burst`")
+                    })?;
+                    burst = Some(spanned(
+                        b.base10_digits().to_owned(),
+                        b.span(),
+                        b.span(),
+                        locs,
+                    ));
+                }
+                let limit_at = locs.add(count.span(), unit.span());
+                rule.limit = Some(LimitSpec {
+                    at: limit_at,
+                    count: spanned(
+                        count.base10_digits().to_owned(),
+                        count.span(),
+                        count.span(),
+                        locs,
+                    ),
+                    unit: spanned(unit.to_string(), unit.span(), unit.span(), locs),
+                    burst,
+                });
+            }
+            "prefix" | "comment" => {
+                let slot = if k == "prefix" {
+                    &mut rule.log_prefix
+                } else {
+                    &mut rule.comment
+                };
+                dup(slot.is_some())?;
+                let s: LitStr = input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), format!("expected a string in quotes after `{k}`"))
+                })?;
+                *slot = Some(spanned(s.value(), s.span(), s.span(), locs));
+            }
+            "type" => {
+                dup(rule.icmp_type.is_some())?;
+                let (t, f, l) = joined_word(input).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected an ICMP type after `type`, such as `echo-request`",
+                    )
+                })?;
+                rule.icmp_type = Some(spanned(t, f, l, locs));
+            }
+            "port" | "burst" => {
+                return Err(syn::Error::new(
+                    kw.span(),
+                    if k == "port" {
+                        "`port` goes after an address: `from admin port 1024:` (or write `to 22`)"
+                    } else {
+                        "`burst` goes after a rate: `limit 5/minute burst 10`"
+                    },
+                ))
+            }
+            _ if Protocol::WORDS.contains(&k.as_str()) || k == "all" => {
+                dup(proto_given)?;
+                proto_given = true;
+                if k != "all" {
+                    rule.proto = Some(spanned(k.clone(), kw.span(), kw.span(), locs));
+                }
+            }
+            _ => {
+                let known = CLAUSES.iter().chain(Protocol::WORDS).copied();
+                let hint = closest(&k, known)
+                    .map(|w| format!("; did you mean `{w}`?"))
+                    .unwrap_or_default();
+                let what = if closest(&k, Protocol::WORDS.iter().copied()).is_some() {
+                    "unknown protocol"
+                } else {
+                    "unknown clause"
+                };
+                return Err(syn::Error::new(kw.span(), format!("{what} `{k}`{hint}")));
+            }
+        }
+    }
+    Ok(rule)
+}
+
+/// After `from`/`to`: `any`, an address, a name (`office`, `office/27`), ports, or an
+/// address or name followed by `port ...`.
+fn parse_endpoint(input: ParseStream, kw: &Ident, locs: &mut Locs) -> syn::Result<EndpointSpec> {
+    let start = input.span();
+    let expected = || {
+        input.error(format!(
+            "expected an address, a name, `any` or ports after `{kw}`"
+        ))
+    };
+    let mut addr = None;
+    let mut ports = None;
+    if peek_word(input, "any") {
+        let any = word(input)?;
+        addr = Some(AddrSpec::Any(locs.add(any.span(), any.span())));
+    } else if input.peek(LitStr) {
+        let s: LitStr = input.parse()?;
+        addr = Some(AddrSpec::Literal(spanned(
+            s.value(),
+            s.span(),
+            s.span(),
+            locs,
+        )));
+    } else if input.peek(LitFloat) {
+        addr = Some(AddrSpec::Literal(parse_bare_ipv4(input, locs)?));
+    } else if input.peek(LitInt) || input.peek(Token![:]) || input.peek(syn::token::Bracket) {
+        ports = Some(parse_ports(input, locs)?);
+    } else if input.peek(Ident::peek_any) {
+        let name = word(input)?;
+        let n = name.to_string();
+        if is_reserved(&n) {
+            return Err(expected());
+        }
+        let spanned_name = spanned(n, name.span(), name.span(), locs);
+        if input.peek(Token![/]) {
+            input.parse::<Token![/]>()?;
+            let len: LitInt = input
+                .parse()
+                .map_err(|e| syn::Error::new(e.span(), "expected a prefix length after `/`"))?;
+            addr = Some(AddrSpec::Name {
+                name: spanned_name,
+                prefix: Some(spanned(
+                    len.base10_digits().to_owned(),
+                    len.span(),
+                    len.span(),
+                    locs,
+                )),
+            });
+        } else if peek_word(input, "port") {
+            addr = Some(AddrSpec::Name {
+                name: spanned_name,
+                prefix: None,
+            });
+        } else {
+            addr = Some(AddrSpec::NameOrService(spanned_name));
+        }
+    } else {
+        return Err(expected());
+    }
+    if addr.is_some() && peek_word(input, "port") {
+        word(input)?;
+        ports = Some(parse_ports(input, locs)?);
+    }
+    let at = locs.add(start, start);
+    Ok(EndpointSpec { at, addr, ports })
+}
+
+/// `22`, `https`, `1024:`, `:1023`, `1024:2048`, or a `[...]` list of those.
+fn parse_ports(input: ParseStream, locs: &mut Locs) -> syn::Result<Vec<PortSpec>> {
+    if input.peek(syn::token::Bracket) {
+        let content;
+        let bracket = syn::bracketed!(content in input);
+        let mut list = Vec::new();
+        while !content.is_empty() {
+            list.push(parse_port_item(&content, locs)?);
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        if list.is_empty() {
+            return Err(syn::Error::new(bracket.span.join(), "empty port list"));
+        }
+        return Ok(list);
+    }
+    Ok(vec![parse_port_item(input, locs)?])
+}
+
+fn parse_port_item(input: ParseStream, locs: &mut Locs) -> syn::Result<PortSpec> {
+    if input.peek(Token![:]) {
+        let colon: Token![:] = input.parse()?;
+        let hi: LitInt = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected a port after `:`"))?;
+        return Ok(PortSpec::Range {
+            at: locs.add(colon.span, hi.span()),
+            lo: None,
+            hi: Some(spanned(
+                hi.base10_digits().to_owned(),
+                hi.span(),
+                hi.span(),
+                locs,
+            )),
+        });
+    }
+    if input.peek(LitInt) {
+        let lo: LitInt = input.parse()?;
+        let lo_s = spanned(lo.base10_digits().to_owned(), lo.span(), lo.span(), locs);
+        if !input.peek(Token![:]) {
+            return Ok(PortSpec::One(lo_s));
+        }
+        let colon: Token![:] = input.parse()?;
+        let mut last = colon.span;
+        let hi = if input.peek(LitInt) {
+            let hi: LitInt = input.parse()?;
+            last = hi.span();
+            Some(spanned(
+                hi.base10_digits().to_owned(),
+                hi.span(),
+                hi.span(),
+                locs,
+            ))
+        } else {
+            None
+        };
+        return Ok(PortSpec::Range {
+            at: locs.add(lo.span(), last),
+            lo: Some(lo_s),
+            hi,
+        });
+    }
+    if input.peek(Ident::peek_any) {
+        let (t, f, l) = joined_word(input)?;
+        return Ok(PortSpec::One(spanned(t, f, l, locs)));
+    }
+    Err(input.error(
+        "expected a port: a number, a service name such as `https`, or a range such as `1024:`",
+    ))
+}
