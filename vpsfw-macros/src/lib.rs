@@ -70,3 +70,6 @@ impl ToTokens for SpanRange {
         tokens.extend([TokenTree::Punct(a), TokenTree::Punct(b)]);
     }
 }
+
+#[cfg(test)]
+mod tests;

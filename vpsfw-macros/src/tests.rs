@@ -1,0 +1,1 @@
+//! Unit tests of the macro on `proc_macro2` tokens.
