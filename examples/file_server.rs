@@ -10,7 +10,7 @@
 
 use vpsfw::{firewall, Policy};
 
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     firewall! {
         host admin = 203.0.113.158;
         net head_office = 203.0.113.128/27;

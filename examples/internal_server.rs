@@ -8,7 +8,7 @@
 
 use vpsfw::{firewall, Policy};
 
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     firewall! {
         net head_office = 203.0.113.128/27;
         net branch_a = 198.51.100.160/27;

@@ -9,7 +9,7 @@
 
 use vpsfw::{firewall, Policy};
 
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     firewall! {
         host admin = 198.51.100.7, "2001:db8:100::7";
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::eval::Packet;
 use crate::model::Policy;
 use crate::render::{render, Format};
 
@@ -21,6 +22,14 @@ struct Args {
     /// (ip6tables-restore file).
     #[arg(long, short, value_enum, default_value = "sh")]
     format: Format,
+
+    /// Instead of printing rules, say what the policy does with a packet, e.g.
+    /// 'in tcp from 203.0.113.99:40000 to 192.0.2.1:22'. Form: DIRECTION PROTO
+    /// [type ICMPTYPE] from ADDR[:PORT] to ADDR[:PORT] [on IFACE] [state STATE];
+    /// IPv6 with a port as [2001:db8::1]:22; state defaults to new. Prints one line per
+    /// packet, starting with ACCEPT, DROP or REJECT. May be given several times.
+    #[arg(long, value_name = "PACKET")]
+    check: Vec<String>,
 }
 
 /// Parses the process's arguments and does what they ask.
@@ -45,7 +54,17 @@ where
             };
         }
     };
-    let text = render(policy, args.format);
+    let text = if args.check.is_empty() {
+        render(policy, args.format)
+    } else {
+        match check_lines(policy, &args.check) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("vpsfw: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -58,4 +77,17 @@ where
             ExitCode::from(1)
         }
     }
+}
+
+/// One line per packet: the decision and why.
+fn check_lines(policy: &Policy, packets: &[String]) -> Result<String, String> {
+    let mut out = String::new();
+    for text in packets {
+        let packet: Packet = text
+            .parse()
+            .map_err(|e| format!("--check '{}': {e}", crate::diag::shown(text)))?;
+        out.push_str(&policy.evaluate(&packet).to_string());
+        out.push('\n');
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod diag;
+pub mod eval;
 pub mod model;
 pub mod render;
 pub mod ruleset;
@@ -19,6 +20,7 @@ pub mod __private;
 
 pub use addr::Address;
 pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
+pub use eval::{DecidedBy, Decision, Outcome, Packet};
 pub use model::{Defaults, NameDef, Origin, Policy, Rule};
 pub use render::{render, Format};
 pub use spec::Spec;

@@ -23,6 +23,8 @@ pub struct Spec {
     pub items: Vec<Item>,
 }
 
+// Rules dominate a spec, so boxing them would only add an allocation per rule.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Item {
     /// `host admin = 198.51.100.7, "2001:db8:100::7";` or `net office = 203.0.113.128/27;`
@@ -340,12 +342,12 @@ pub(crate) fn implicit_rules() -> Vec<Rule> {
     rules
 }
 
+/// An endpoint's address and ports with where they were written, and whether every part
+/// of it was valid.
+type ResolvedEndpoint = (Option<(Address, Loc)>, Option<(Ports, Loc)>, bool);
+
 /// Resolves one `from`/`to` into an address and ports.
-fn check_endpoint(
-    e: &EndpointSpec,
-    names: &Names,
-    sink: &mut Sink,
-) -> (Option<(Address, Loc)>, Option<(Ports, Loc)>, bool) {
+fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedEndpoint {
     let mut ok = true;
     let mut address = None;
     let mut ports_from_word = None;

@@ -1,0 +1,73 @@
+//! Golden files: the rendered text of each role, reviewed by eye when it changes
+//! (`UPDATE_GOLDEN=1 cargo test --test golden` rewrites them). They pin the text; what the
+//! text does is tested against the kernel in `tests/kernel.rs`.
+
+mod roles;
+
+use std::path::PathBuf;
+
+use vpsfw::{render, Format};
+
+fn check(name: &str, format: Format, text: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.{}", format.name()));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).expect("write golden file");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if want != text {
+        panic!(
+            "{} differs from the rendered output; review and rerun with UPDATE_GOLDEN=1\n--- want\n{want}\n--- got\n{text}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn roles_render_as_reviewed() {
+    for (name, policy) in roles::all() {
+        for format in Format::ALL {
+            check(name, format, &render(&policy, format));
+        }
+    }
+}
+
+/// The rule-count targets: no more IPv4 rules than a careful hand-written
+/// ruleset (client group included).
+#[test]
+fn roles_are_as_lean_as_hand_written() {
+    let want = [
+        ("web_server", 8),
+        ("internal_server", 9),
+        ("file_server", 10),
+    ];
+    for ((name, policy), (want_name, n)) in roles::all().into_iter().zip(want) {
+        assert_eq!(name, want_name);
+        let v4 = render(&policy, Format::Restore);
+        let rules = v4.lines().filter(|l| l.starts_with("-A ")).count();
+        assert_eq!(rules, n, "{name} has {rules} IPv4 rules:\n{v4}");
+    }
+}
+
+#[test]
+fn every_role_drops_by_default_in_both_families() {
+    for (name, policy) in roles::all() {
+        for format in [Format::Restore, Format::Restore6] {
+            let text = render(&policy, format);
+            for chain in ["INPUT", "FORWARD", "OUTPUT"] {
+                assert!(
+                    text.contains(&format!(":{chain} DROP [0:0]")),
+                    "{name} {}: {chain} is not DROP",
+                    format.name()
+                );
+            }
+        }
+    }
+}

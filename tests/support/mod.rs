@@ -1,0 +1,9 @@
+//! Shared helpers for integration tests.
+//!
+//! Every test binary that declares `mod support;` compiles this module on
+//! its own, so helpers one binary does not use would otherwise trip
+//! `dead_code`.
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod netns;
