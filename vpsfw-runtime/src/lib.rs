@@ -4,6 +4,7 @@
 //! Users depend on the `vpsfw` facade, which re-exports this crate.
 
 pub mod addr;
+pub mod builder;
 pub mod diag;
 pub mod eval;
 pub mod model;

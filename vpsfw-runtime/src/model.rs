@@ -213,11 +213,86 @@ impl NameDef {
 }
 
 /// A whole, checked firewall policy for one host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+///
+/// Deserializing runs the checks that span several fields (a rule's families against its
+/// addresses and protocol, ports only with tcp/udp, ...); each field's own type checks
+/// itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "PolicyRepr")]
 pub struct Policy {
     pub(crate) names: Vec<NameDef>,
     pub(crate) defaults: Defaults,
     pub(crate) rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct PolicyRepr {
+    names: Vec<NameDef>,
+    defaults: Defaults,
+    rules: Vec<Rule>,
+}
+
+impl TryFrom<PolicyRepr> for Policy {
+    type Error = String;
+
+    fn try_from(r: PolicyRepr) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for n in &r.names {
+            if !seen.insert(n.name.as_str()) {
+                return Err(format!("name `{}` is declared twice", n.name));
+            }
+        }
+        for (i, rule) in r.rules.iter().enumerate() {
+            rule.check().map_err(|e| format!("rule {}: {e}", i + 1))?;
+        }
+        Ok(Policy {
+            names: r.names,
+            defaults: r.defaults,
+            rules: r.rules,
+        })
+    }
+}
+
+impl Rule {
+    /// The invariants that tie a rule's fields together; [`crate::spec`] establishes them
+    /// for written rules, deserialization checks them here.
+    fn check(&self) -> Result<(), String> {
+        if !self.v4 && !self.v6 {
+            return Err("the rule is in no address family".into());
+        }
+        for (f, on) in [(Family::V4, self.v4), (Family::V6, self.v6)] {
+            let addr_missing = [&self.src, &self.dst]
+                .into_iter()
+                .flatten()
+                .any(|a| !a.has(f));
+            let proto_other = self
+                .proto
+                .and_then(Protocol::family)
+                .is_some_and(|pf| pf != f);
+            if on && (addr_missing || proto_other) {
+                return Err(format!("the rule is marked {f} but has no {f} match"));
+            }
+        }
+        for a in [&self.src, &self.dst].into_iter().flatten() {
+            if a.v4().is_none() && a.v6().is_none() {
+                return Err("an address has neither an IPv4 nor an IPv6 part".into());
+            }
+        }
+        if (self.sport.is_some() || self.dport.is_some())
+            && !self.proto.is_some_and(Protocol::has_ports)
+        {
+            return Err("ports need tcp or udp".into());
+        }
+        if let Some(t) = self.icmp_type {
+            if self.proto.and_then(Protocol::family) != Some(t.family()) {
+                return Err("an icmp type needs the icmp protocol of its family".into());
+            }
+        }
+        if self.log_prefix.is_some() && self.action != Action::Log {
+            return Err("a log prefix belongs to a log rule".into());
+        }
+        Ok(())
+    }
 }
 
 impl Policy {
