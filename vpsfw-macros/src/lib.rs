@@ -19,7 +19,12 @@ pub fn firewall(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
 
 /// The whole macro on `proc_macro2` tokens: `KRATE ; BODY`.
 pub(crate) fn firewall2(input: TokenStream) -> TokenStream {
-    expand_policy(input).unwrap_or_else(syn::Error::into_compile_error)
+    expand_policy(input).unwrap_or_else(|e| {
+        // One `compile_error!{..}` per mistake. The macro is used as an expression, and
+        // several invocations in a row are only valid as the statements of a block.
+        let errors = e.into_compile_error();
+        quote::quote!({ #errors })
+    })
 }
 
 fn expand_policy(input: TokenStream) -> syn::Result<TokenStream> {
@@ -38,11 +43,16 @@ fn expand_policy(input: TokenStream) -> syn::Result<TokenStream> {
     match spec.build() {
         Ok(policy) if parsed_cleanly => return Ok(expand::expand(&krate, &policy)),
         Ok(_) => {}
-        Err(diags) => errors.extend(diags.0.iter().map(|d| {
+        Err(diags) => errors.extend(diags.0.iter().filter(|d| !locs.is_quiet(d.at)).map(|d| {
             let (first, last) = locs.get(d.at);
             syn::Error::new_spanned(SpanRange(first, last), &d.message)
         })),
     }
+    // In the order written: syntax errors and the checker's come from two passes.
+    errors.sort_by_key(|e| {
+        let at = e.span().start();
+        (at.line, at.column)
+    });
     Err(combine(errors))
 }
 
@@ -73,3 +83,6 @@ impl ToTokens for SpanRange {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bench;
