@@ -1,0 +1,594 @@
+//! Differential test: the evaluator against the kernel.
+//!
+//! Seeded random policies over a small universe of addresses and ports (so rules
+//! overlap), built with the run-time builder, rendered, loaded into a namespace; seeded
+//! random packets sent one at a time. After each packet the kernel's per-rule packet
+//! counters (`iptables-save -c`) say which rule, or which chain policy, decided it; that
+//! must be the rule the evaluator names. A mismatch is shrunk to a minimal policy and
+//! printed as a reproducer.
+//!
+//! `VPSFW_DIFF_POLICIES` and `VPSFW_DIFF_PACKETS` (per policy) make a longer run;
+//! `VPSFW_DIFF_SEED` picks another seed.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol as SockProto, SockAddr, Socket, Type};
+use vpsfw::builder::{Builder, RuleBuilder};
+use vpsfw::{
+    Action, Chain, DecidedBy, Direction, Family, Packet, Policy, Protocol, State, Verdict,
+};
+
+use crate::support::netns::{in_netns, Lab};
+
+/// A small xorshift generator: reproducible from its seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+const PEERS: &[&str] = &[
+    "198.51.100.7",
+    "198.51.100.9",
+    "198.51.100.200",
+    "203.0.113.5",
+    "203.0.113.130",
+    "192.0.2.2",
+    "2001:db8:100::7",
+    "2001:db8:100::9",
+    "2001:db8:200::5",
+    "2001:db8:300::1",
+    "2001:db8::2",
+];
+
+const RULE_ADDRS: &[&str] = &[
+    "198.51.100.7",
+    "198.51.100.0/24",
+    "198.51.100.0/28",
+    "203.0.113.5",
+    "203.0.113.0/25",
+    "203.0.113.128/25",
+    "2001:db8:100::7",
+    "2001:db8:100::/48",
+    "2001:db8:200::5",
+    "2001:db8:200::/64",
+    "h1",
+    "n1",
+    "any",
+];
+
+const RULE_PORTS: &[&str] = &[
+    "22",
+    "53",
+    "80",
+    "443",
+    "1000:2000",
+    "1024:",
+    ":1023",
+    "8080",
+    "40000:40100",
+];
+
+const PACKET_SPORTS: &[u16] = &[53, 80, 1023, 1500, 40000];
+const PACKET_DPORTS: &[u16] = &[22, 53, 80, 443, 1500, 8080, 9999];
+
+/// A generated policy: the parts, so a failing one can be shrunk.
+#[derive(Clone)]
+struct Case {
+    input: Verdict,
+    output: Verdict,
+    rules: Vec<RuleBuilder>,
+}
+
+impl Case {
+    fn build(&self) -> Policy {
+        let mut b = Builder::new()
+            .host("h1", &["198.51.100.7", "2001:db8:100::7"])
+            .net("n1", &["203.0.113.0/25", "2001:db8:200::/64"])
+            .policy(Chain::Input, self.input)
+            .policy(Chain::Output, self.output)
+            .group("gen");
+        for r in &self.rules {
+            b = b.rule(r.clone());
+        }
+        b.build()
+            .unwrap_or_else(|e| panic!("generated policy does not build:\n{e}"))
+    }
+}
+
+fn gen_ports(rng: &mut Rng) -> Vec<&'static str> {
+    let mut list: Vec<&str> = Vec::new();
+    for _ in 0..1 + rng.below(3) {
+        let p = *rng.pick(RULE_PORTS);
+        if !list.contains(&p) {
+            list.push(p);
+        }
+    }
+    list
+}
+
+fn gen_rule(rng: &mut Rng) -> RuleBuilder {
+    let action = match rng.below(100) {
+        0..=34 => Action::Allow,
+        35..=64 => Action::Drop,
+        65..=84 => Action::Reject,
+        _ => Action::Log,
+    };
+    let direction = if rng.chance(75) {
+        Direction::In
+    } else {
+        Direction::Out
+    };
+    let mut r = RuleBuilder::new(action, direction);
+    if action == Action::Log {
+        r = r.log_prefix("gen");
+    }
+    let proto = match rng.below(10) {
+        0..=3 => Some(Protocol::Tcp),
+        4..=6 => Some(Protocol::Udp),
+        7 => Some(if rng.chance(50) {
+            Protocol::Icmp
+        } else {
+            Protocol::Icmpv6
+        }),
+        _ => None,
+    };
+    if let Some(p) = proto {
+        r = r.proto(p);
+    }
+    // The peer's address: the source of an inbound rule, the destination of an outbound,
+    // of a family the protocol allows.
+    if rng.chance(60) {
+        let a = *rng.pick(RULE_ADDRS);
+        let v6_only = a.contains(':');
+        let v4_only = !v6_only && !matches!(a, "h1" | "n1" | "any");
+        let clash = match proto.and_then(Protocol::family) {
+            Some(Family::V4) => v6_only,
+            Some(Family::V6) => v4_only,
+            None => false,
+        };
+        if !clash {
+            r = if direction == Direction::In {
+                r.from(a)
+            } else {
+                r.to(a)
+            };
+        }
+    }
+    if proto.is_some_and(|p| p.has_ports()) {
+        if rng.chance(60) {
+            r = r.to_ports(&gen_ports(rng));
+        }
+        if rng.chance(30) {
+            r = r.from_ports(&gen_ports(rng));
+        }
+    }
+    if rng.chance(40) {
+        let states: &[&[State]] = &[
+            &[State::New],
+            &[State::New, State::Established],
+            &[State::Established, State::Related],
+            &[State::Invalid],
+        ];
+        r = r.state(states[rng.below(states.len())]);
+    }
+    if rng.chance(10) {
+        r = r.on(*rng.pick(&["eth0", "lo", "eth+", "veth+"]));
+    }
+    r
+}
+
+fn gen_case(rng: &mut Rng, rules: usize) -> Case {
+    let verdict = |rng: &mut Rng| {
+        if rng.chance(50) {
+            Verdict::Allow
+        } else {
+            Verdict::Drop
+        }
+    };
+    Case {
+        input: verdict(rng),
+        output: verdict(rng),
+        rules: (0..rules).map(|_| gen_rule(rng)).collect(),
+    }
+}
+
+/// One probe packet: direction, protocol and the 4-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Probe {
+    direction: Direction,
+    tcp: bool,
+    peer: SocketAddr,
+    vps: SocketAddr,
+}
+
+impl Probe {
+    fn packet(&self) -> Packet {
+        let (src, dst) = match self.direction {
+            Direction::Out => (self.vps, self.peer),
+            _ => (self.peer, self.vps),
+        };
+        Packet {
+            direction: self.direction,
+            iface: "eth0".into(),
+            proto: if self.tcp {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            },
+            src: src.ip(),
+            dst: dst.ip(),
+            sport: Some(src.port()),
+            dport: Some(dst.port()),
+            icmp_type: None,
+            state: State::New,
+        }
+    }
+
+    fn text(&self) -> String {
+        let p = self.packet();
+        let show = |ip: IpAddr, port: u16| SocketAddr::new(ip, port).to_string();
+        format!(
+            "{} {} from {} to {}",
+            self.direction,
+            p.proto,
+            show(p.src, p.sport.unwrap_or(0)),
+            show(p.dst, p.dport.unwrap_or(0))
+        )
+    }
+}
+
+fn gen_probe(rng: &mut Rng, used: &mut HashSet<Probe>) -> Option<Probe> {
+    for _ in 0..50 {
+        let peer_ip: IpAddr = rng.pick(PEERS).parse().ok()?;
+        let vps_ip: IpAddr = if peer_ip.is_ipv4() {
+            "192.0.2.1"
+        } else {
+            "2001:db8::1"
+        }
+        .parse()
+        .ok()?;
+        let direction = if rng.chance(75) {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        let (sport, dport) = (*rng.pick(PACKET_SPORTS), *rng.pick(PACKET_DPORTS));
+        let (peer_port, vps_port) = match direction {
+            Direction::Out => (dport, sport),
+            _ => (sport, dport),
+        };
+        let p = Probe {
+            direction,
+            tcp: rng.chance(50),
+            peer: SocketAddr::new(peer_ip, peer_port),
+            vps: SocketAddr::new(vps_ip, vps_port),
+        };
+        // A 4-tuple seen before has a conntrack entry: its packet would not be NEW.
+        if used.insert(p) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Sends the first packet of the probe's flow from the right namespace.
+fn send(lab: &Lab, p: &Probe) -> Result<(), String> {
+    let (ns, from, to) = match p.direction {
+        Direction::Out => (lab.vps(), p.vps, p.peer),
+        _ => (lab.net(), p.peer, p.vps),
+    };
+    let tcp = p.tcp;
+    in_netns(ns, move || -> Result<(), String> {
+        let domain = if from.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let (ty, proto) = if tcp {
+            (Type::STREAM, SockProto::TCP)
+        } else {
+            (Type::DGRAM, SockProto::UDP)
+        };
+        let s = Socket::new(domain, ty, Some(proto)).map_err(|e| format!("socket: {e}"))?;
+        s.set_reuse_address(true).map_err(|e| e.to_string())?;
+        s.bind(&SockAddr::from(from))
+            .map_err(|e| format!("bind {from}: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| e.to_string())?;
+        if tcp {
+            // Sends the SYN; the far side never completes the handshake (see `prepare`).
+            let _ = s.connect(&SockAddr::from(to));
+        } else {
+            let _ = s.send_to(b"x", &SockAddr::from(to));
+        }
+        std::thread::sleep(Duration::from_millis(15));
+        Ok(())
+    })?
+}
+
+/// Per chain: the policy counter and each rule's counter, in order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Counters {
+    input: (u64, Vec<u64>),
+    output: (u64, Vec<u64>),
+}
+
+fn counters(lab: &Lab, family: Family) -> Result<Counters, String> {
+    let tool = match family {
+        Family::V4 => "iptables-save",
+        Family::V6 => "ip6tables-save",
+    };
+    let out = lab.exec(lab.vps(), &[tool, "-c", "-t", "filter"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut c = Counters::default();
+    let packets = |s: &str| -> u64 {
+        s.trim_start_matches('[')
+            .split(':')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some(":INPUT"), _, Some(cnt), _) => c.input.0 = packets(cnt),
+            (Some(":OUTPUT"), _, Some(cnt), _) => c.output.0 = packets(cnt),
+            (Some(cnt), Some("-A"), Some("INPUT"), _) => c.input.1.push(packets(cnt)),
+            (Some(cnt), Some("-A"), Some("OUTPUT"), _) => c.output.1.push(packets(cnt)),
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// What decided a packet: `Some(position)` of a terminal rule, `None` for the policy.
+type Decider = Option<usize>;
+
+/// The kernel's counters for one packet: every terminal rule (or the policy) whose
+/// counter grew, with how much, and the positions of the `log` rules that counted.
+struct KernelCount {
+    decided: Vec<(Decider, u64)>,
+    logged: Vec<usize>,
+}
+
+fn kernel_count(
+    policy: &Policy,
+    family: Family,
+    chain: Chain,
+    before: &(u64, Vec<u64>),
+    after: &(u64, Vec<u64>),
+) -> Result<KernelCount, String> {
+    let lines = vpsfw::ruleset::chain_lines(policy, family, chain);
+    if lines.len() != after.1.len() || before.1.len() != after.1.len() {
+        return Err(format!(
+            "the kernel has {} rules in {chain:?}, the policy {}",
+            after.1.len(),
+            lines.len()
+        ));
+    }
+    let mut decided = Vec::new();
+    let mut logged = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        // Probes are tcp/udp: ICMP(v6) rules count only neighbour discovery noise.
+        if matches!(line.rule.proto(), Some(Protocol::Icmp | Protocol::Icmpv6)) {
+            continue;
+        }
+        let grew = after.1[i] - before.1[i].min(after.1[i]);
+        if grew > 0 {
+            if line.rule.action() == Action::Log {
+                logged.push(i + 1);
+            } else {
+                decided.push((Some(i + 1), grew));
+            }
+        }
+    }
+    if after.0 > before.0 {
+        decided.push((None, after.0 - before.0));
+    }
+    Ok(KernelCount { decided, logged })
+}
+
+/// Whether the kernel's counters show the evaluator's decision: one packet was sent, so
+/// exactly one counter (a rule's or the policy's) grows, by one.
+fn agrees(policy: &Policy, p: &Probe, k: &KernelCount) -> bool {
+    let d = policy.evaluate(&p.packet());
+    let by = match d.by {
+        DecidedBy::Rule { position, .. } => Some(position),
+        DecidedBy::Policy { .. } => None,
+    };
+    let eval_logged: Vec<usize> = d.logged.iter().map(|(_, pos)| *pos).collect();
+    k.decided == [(by, 1)] && k.logged == eval_logged
+}
+
+/// Namespace-level plumbing so each probe sends exactly one packet into the chain under
+/// test: the peer side never answers (its INPUT drops everything, and it sends no TCP
+/// but SYNs); neighbours are pinned so no neighbour discovery runs; and in the vps, the
+/// `raw` table (which the policy does not touch) drops what a `reject` sends to the
+/// host itself over `lo`, a second packet that would otherwise count in the filter table.
+fn prepare(lab: &Lab) -> Result<(), String> {
+    for tool in ["iptables", "ip6tables"] {
+        lab.exec(
+            lab.vps(),
+            &[tool, "-t", "raw", "-A", "OUTPUT", "-o", "lo", "-j", "DROP"],
+        )?;
+        lab.exec(lab.net(), &[tool, "-P", "INPUT", "DROP"])?;
+        lab.exec(
+            lab.net(),
+            &[
+                tool, "-A", "OUTPUT", "-p", "tcp", "!", "--syn", "-j", "DROP",
+            ],
+        )?;
+    }
+    let mac = |ns: &str| -> Result<String, String> {
+        let out = lab.exec(ns, &["cat", "/sys/class/net/eth0/address"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let (vps_mac, net_mac) = (mac(lab.vps())?, mac(lab.net())?);
+    for peer in PEERS {
+        lab.exec(
+            lab.vps(),
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                peer,
+                "lladdr",
+                &net_mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+    }
+    for vps in ["192.0.2.1", "2001:db8::1"] {
+        lab.exec(
+            lab.net(),
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                vps,
+                "lladdr",
+                &vps_mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Loads `policy` into a fresh lab and compares kernel and evaluator on `probes`;
+/// returns the first mismatch as text.
+fn compare(policy: &Policy, probes: &[Probe]) -> Result<Option<(Probe, String)>, String> {
+    let peers: Vec<IpAddr> = PEERS.iter().filter_map(|p| p.parse().ok()).collect();
+    let lab = Lab::try_new(&peers)?;
+    prepare(&lab)?;
+    let v4 = vpsfw::render(policy, vpsfw::Format::Restore);
+    let v6 = vpsfw::render(policy, vpsfw::Format::Restore6);
+    lab.restore_test(lab.vps(), &v4, &v6)?;
+    lab.load_restore(lab.vps(), &v4, &v6)?;
+    for p in probes {
+        let family = if p.peer.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let chain = p.direction.chain();
+        let before = counters(&lab, family)?;
+        send(&lab, p)?;
+        let after = counters(&lab, family)?;
+        let (b, a) = match chain {
+            Chain::Output => (&before.output, &after.output),
+            _ => (&before.input, &after.input),
+        };
+        let kernel = kernel_count(policy, family, chain, b, a)?;
+        if !agrees(policy, p, &kernel) {
+            let d = policy.evaluate(&p.packet());
+            let logged: Vec<usize> = d.logged.iter().map(|(_, pos)| *pos).collect();
+            return Ok(Some((
+                *p,
+                format!(
+                    "kernel counted (rule position or None for the policy, packets) {:?}, logged {:?}; evaluator: {d} (logged {logged:?})",
+                    kernel.decided, kernel.logged
+                ),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Drops rules, halves first, then smaller chunks down to single rules, while the
+/// mismatch stays; then prints the reproducer.
+fn shrink(case: &Case, probe: Probe) -> String {
+    let mut case = case.clone();
+    let mut chunk = case.rules.len().div_ceil(2);
+    while chunk >= 1 {
+        let mut start = 0;
+        while start < case.rules.len() {
+            let mut smaller = case.clone();
+            let end = (start + chunk).min(smaller.rules.len());
+            smaller.rules.drain(start..end);
+            if let Ok(Some(_)) = compare(&smaller.build(), &[probe]) {
+                case = smaller;
+            } else {
+                start += chunk;
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    let policy = case.build();
+    let why = compare(&policy, &[probe])
+        .ok()
+        .flatten()
+        .map(|(_, w)| w)
+        .unwrap_or_default();
+    let mut text = format!(
+        "minimal reproducer:\n  policy input {}; policy output {};\n",
+        case.input, case.output
+    );
+    for r in policy
+        .rules()
+        .iter()
+        .filter(|r| r.line().is_none() && r.group().is_some_and(|g| g.as_str() == "gen"))
+    {
+        text.push_str(&format!("  {r}\n"));
+    }
+    text.push_str(&format!("  packet: {}\n  {why}\n", probe.text()));
+    text
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One trial: policy number `index` of the seeded series.
+pub fn run_one(index: usize) -> Result<String, String> {
+    let seed = env_number("VPSFW_DIFF_SEED", 0x5eed_f00d) as u64;
+    let packets = env_number("VPSFW_DIFF_PACKETS", 60);
+    let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let rules = 150 + rng.below(200);
+    let case = gen_case(&mut rng, rules);
+    let policy = case.build();
+    let mut used = HashSet::new();
+    let probes: Vec<Probe> = (0..packets)
+        .filter_map(|_| gen_probe(&mut rng, &mut used))
+        .collect();
+    match compare(&policy, &probes)? {
+        None => Ok(format!(
+            "policy {index}: {rules} rules, {} packets agree",
+            probes.len()
+        )),
+        Some((probe, _)) => Err(shrink(&case, probe)),
+    }
+}
+
+/// How many policies the run covers.
+pub fn policy_count() -> usize {
+    env_number("VPSFW_DIFF_POLICIES", 20)
+}
