@@ -580,10 +580,18 @@ pub fn run_one(index: usize) -> Result<String, String> {
         .filter_map(|_| gen_probe(&mut rng, &mut used))
         .collect();
     match compare(&policy, &probes)? {
-        None => Ok(format!(
-            "policy {index}: {rules} rules, {} packets agree",
-            probes.len()
-        )),
+        None => {
+            let (mut by_rule, mut outcomes) = (0, [0; 3]);
+            for p in &probes {
+                let d = policy.evaluate(&p.packet());
+                by_rule += usize::from(matches!(d.by, DecidedBy::Rule { .. }));
+                outcomes[d.outcome as usize] += 1;
+            }
+            Ok(format!(
+                "policy {index}: {rules} rules, {} packets agree ({by_rule} decided by a rule; accept/drop/reject {outcomes:?})",
+                probes.len()
+            ))
+        }
         Some((probe, _)) => Err(shrink(&case, probe)),
     }
 }
