@@ -5,14 +5,30 @@
 //! trial is reported as *ignored* (never passed) and a banner explains why;
 //! with `CI=true` in the environment, being unable to run them is an error.
 //!
+//! Trials: `harness::*` check the namespace lab itself; `roles::<role>::*`
+//! are the acceptance test of the article's three roles (`examples/`, via
+//! `tests/roles/`): `matrix` loads the restore files and runs real probes
+//! written from the article's intent, each also checked against the offline
+//! evaluator; `sh_twice` runs the sh script twice; `commands` compares the
+//! one-command-per-rule output with the restore files. See
+//! `support/roles_matrix.rs`; `VPSFW_SHOW_MATRIX=1` prints every matrix.
+//!
 //! Nothing here touches the host's network namespace: rules are loaded
 //! with `ip netns exec <lab namespace> ...` and packets are sent by threads
 //! that entered a lab namespace with setns(2).
 
 #[cfg(target_os = "linux")]
+mod roles;
+
+#[cfg(target_os = "linux")]
+mod differential;
+#[cfg(target_os = "linux")]
 mod support;
 
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// A trial's body.
+type TestFn = Box<dyn FnOnce() -> Result<(), Failed> + Send>;
 
 fn is_ci() -> bool {
     std::env::var("CI")
@@ -25,10 +41,7 @@ fn main() {
     #[cfg(target_os = "linux")]
     let (available, tests) = (support::netns::kernel_tests_available(), linux::tests());
     #[cfg(not(target_os = "linux"))]
-    let (available, tests): (
-        Result<(), String>,
-        Vec<(&str, fn() -> Result<(), libtest_mimic::Failed>)>,
-    ) = (
+    let (available, tests): (Result<(), String>, Vec<(String, TestFn)>) = (
         Err("kernel tests need Linux network namespaces".to_owned()),
         Vec::new(),
     );
@@ -72,6 +85,9 @@ mod linux {
 
     use libtest_mimic::Failed;
 
+    use crate::support::roles_matrix;
+    use crate::TestFn;
+
     use crate::support::netns::{
         list_netns, run_probes, tcp_connect, udp_exchange, Hit, Lab, Listener, Outcome, Probe,
         Proto, NET_V4, NET_V6, PROBE_TIMEOUT, VPS_V4, VPS_V6,
@@ -113,7 +129,42 @@ mod linux {
         }
     }
 
-    pub fn tests() -> Vec<(&'static str, Test)> {
+    /// Every trial: the harness self-tests, then per role `roles::<role>::matrix`,
+    /// `roles::<role>::sh_twice` and `roles::<role>::commands`.
+    pub fn tests() -> Vec<(String, TestFn)> {
+        let mut all: Vec<(String, TestFn)> = harness_tests()
+            .into_iter()
+            .map(|(name, f)| (name.to_owned(), Box::new(f) as TestFn))
+            .collect();
+        type Check = fn(&str, &vpsfw::Policy) -> Result<(), String>;
+        let checks: [(&str, Check); 3] = [
+            ("matrix", roles_matrix::matrix),
+            ("sh_twice", roles_matrix::sh_twice),
+            ("commands", roles_matrix::commands),
+        ];
+        for index in 0..crate::differential::policy_count() {
+            all.push((
+                format!("differential::policy_{index:02}"),
+                Box::new(move || {
+                    let summary = crate::differential::run_one(index)?;
+                    eprintln!("{summary}");
+                    Ok(())
+                }),
+            ));
+        }
+        for (role, policy) in crate::roles::all() {
+            for (what, check) in checks {
+                let policy = policy.clone();
+                all.push((
+                    format!("roles::{role}::{what}"),
+                    Box::new(move || check(role, &policy).map_err(Failed::from)),
+                ));
+            }
+        }
+        all
+    }
+
+    fn harness_tests() -> Vec<(&'static str, Test)> {
         vec![
             (
                 "harness::no_rules_tcp_udp_both_families",

@@ -154,8 +154,11 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
     }
     // The peer's address: the source of an inbound rule, the destination of an outbound,
     // of a family the protocol allows.
-    if rng.chance(60) {
-        let a = *rng.pick(RULE_ADDRS);
+    // Mostly narrow rules, so packets reach deep into the chain and some fall through to
+    // the policy; a rare catch-all stays possible.
+    if rng.chance(90) {
+        let without_any = RULE_ADDRS.len() - usize::from(rng.chance(90));
+        let a = *rng.pick(&RULE_ADDRS[..without_any]);
         let v6_only = a.contains(':');
         let v4_only = !v6_only && !matches!(a, "h1" | "n1" | "any");
         let clash = match proto.and_then(Protocol::family) {
@@ -172,7 +175,7 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
         }
     }
     if proto.is_some_and(|p| p.has_ports()) {
-        if rng.chance(60) {
+        if rng.chance(80) {
             r = r.to_ports(&gen_ports(rng));
         }
         if rng.chance(30) {
@@ -189,7 +192,8 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
         r = r.state(states[rng.below(states.len())]);
     }
     if rng.chance(10) {
-        r = r.on(*rng.pick(&["eth0", "lo", "eth+", "veth+"]));
+        const IFACES: &[&str] = &["eth0", "lo", "eth+", "veth+"];
+        r = r.on(IFACES[rng.below(IFACES.len())]);
     }
     r
 }

@@ -7,3 +7,7 @@
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod netns;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod roles_matrix;
