@@ -11,9 +11,18 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
-        .args(args)
-        .output()
+    run_env(name, args, None)
+}
+
+/// Runs an example with `SSH_CONNECTION` set as given (or unset, whatever the test
+/// process inherited).
+fn run_env(name: &str, args: &[&str], ssh: Option<&str>) -> Output {
+    let mut cmd = Command::new(example(name));
+    cmd.args(args).env_remove("SSH_CONNECTION");
+    if let Some(conn) = ssh {
+        cmd.env("SSH_CONNECTION", conn);
+    }
+    cmd.output()
         .unwrap_or_else(|e| panic!("running example {name}: {e} (built by `cargo test`)"))
 }
 
@@ -93,4 +102,64 @@ fn help_explains_the_outputs() {
     for word in ["--format", "--check", "restore6", "sh"] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
+}
+
+/// `cargo run --example web_server | sh` over ssh from an address the policy does not
+/// let in prints nothing (so sh does nothing) and says why; from the admin's address it
+/// prints the script.
+#[test]
+fn refuses_to_lock_out_the_ssh_session_it_runs_in() {
+    let stranger = "203.0.113.99 40000 192.0.2.1 22";
+    for format in ["sh", "commands"] {
+        let o = run_env("web_server", &["--format", format], Some(stranger));
+        assert_eq!(o.status.code(), Some(3), "{format}");
+        assert!(o.stdout.is_empty(), "{format} printed rules");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("lock you out") && err.contains("203.0.113.99"),
+            "{err}"
+        );
+    }
+    // Files that do not load anything by themselves are still printed.
+    assert!(
+        run_env("web_server", &["--format", "restore"], Some(stranger))
+            .status
+            .success()
+    );
+    let o = run_env("web_server", &["--allow-lockout"], Some(stranger));
+    assert!(o.status.success() && !o.stdout.is_empty());
+    for admin in [
+        "198.51.100.7 40000 192.0.2.1 22",
+        "2001:db8:100::7 40000 2001:db8::1 22",
+    ] {
+        let o = run_env("web_server", &[], Some(admin));
+        assert!(
+            o.status.success(),
+            "{admin}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // The internal server lets offices in, the file server's branch reaches ssh only.
+    assert!(run_env(
+        "internal_server",
+        &[],
+        Some("203.0.113.140 5000 192.0.2.1 22")
+    )
+    .status
+    .success());
+    assert!(
+        run_env("file_server", &[], Some("198.51.100.170 5000 192.0.2.1 22"))
+            .status
+            .success()
+    );
+    assert_eq!(
+        run_env(
+            "file_server",
+            &[],
+            Some("198.51.100.170 5000 192.0.2.1 2222")
+        )
+        .status
+        .code(),
+        Some(3)
+    );
 }

@@ -30,6 +30,12 @@ struct Args {
     /// packet, starting with ACCEPT, DROP or REJECT. May be given several times.
     #[arg(long, value_name = "PACKET")]
     check: Vec<String>,
+
+    /// Print the sh or commands output even if it would cut the ssh connection this
+    /// command runs over ($SSH_CONNECTION). Without it, such a policy is refused with
+    /// exit code 3 and nothing on stdout, so `... | sh` does nothing.
+    #[arg(long)]
+    allow_lockout: bool,
 }
 
 /// Parses the process's arguments and does what they ask.
@@ -55,6 +61,14 @@ where
         }
     };
     let text = if args.check.is_empty() {
+        let loads = matches!(args.format, Format::Sh | Format::Commands);
+        if loads && !args.allow_lockout {
+            if let Err(e) = ssh_guard(policy, std::env::var("SSH_CONNECTION").ok().as_deref()) {
+                eprintln!("vpsfw: refusing to print a ruleset that would lock you out: {e}");
+                eprintln!("vpsfw: fix the policy, or pass --allow-lockout if you have a console");
+                return ExitCode::from(3);
+            }
+        }
         render(policy, args.format)
     } else {
         match check_lines(policy, &args.check) {
@@ -90,4 +104,70 @@ fn check_lines(policy: &Policy, packets: &[String]) -> Result<String, String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The network interfaces a packet from the ssh client might arrive on.
+fn candidate_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .filter(|n| n != "lo")
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.push("eth0".into());
+    }
+    names.sort();
+    names
+}
+
+/// Refuses a policy under which the ssh session this runs in (`SSH_CONNECTION`:
+/// "client_ip client_port server_ip server_port") would be cut, or could not be opened
+/// again, on any of the host's interfaces.
+fn ssh_guard(policy: &Policy, ssh_connection: Option<&str>) -> Result<(), String> {
+    let Some(conn) = ssh_connection else {
+        return Ok(());
+    };
+    let parts: Vec<&str> = conn.split_whitespace().collect();
+    let [client, cport, server, sport] = parts[..] else {
+        return Ok(());
+    };
+    let (Ok(client), Ok(server)) = (
+        client.parse::<std::net::IpAddr>(),
+        server.parse::<std::net::IpAddr>(),
+    ) else {
+        return Ok(());
+    };
+    let (Ok(cport), Ok(sport)) = (cport.parse::<u16>(), sport.parse::<u16>()) else {
+        return Ok(());
+    };
+    for iface in candidate_interfaces() {
+        for (state, what) in [
+            (crate::value::State::Established, "this ssh session"),
+            (
+                crate::value::State::New,
+                "a new ssh connection from your address",
+            ),
+        ] {
+            let packet = Packet {
+                direction: crate::value::Direction::In,
+                iface: iface.clone(),
+                proto: crate::value::Protocol::Tcp,
+                src: client,
+                dst: server,
+                sport: Some(cport),
+                dport: Some(sport),
+                icmp_type: None,
+                state,
+            };
+            let decision = policy.evaluate(&packet);
+            if decision.outcome != crate::eval::Outcome::Accept {
+                return Err(format!(
+                    "{what} ({client} to {server} port {sport} on {iface}) would get {decision}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
