@@ -142,6 +142,26 @@ mod linux {
             ("sh_twice", roles_matrix::sh_twice),
             ("commands", roles_matrix::commands),
         ];
+        all.push((
+            "golden::restore_files_parse".to_owned(),
+            Box::new(|| crate::support::sh_safety::golden_files_parse().map_err(Failed::from)),
+        ));
+        let web = crate::roles::web_server::policy();
+        let web2 = web.clone();
+        all.push((
+            "sh::refused_ruleset_changes_nothing".to_owned(),
+            Box::new(move || {
+                crate::support::sh_safety::refused_ruleset_changes_nothing(&web)
+                    .map_err(Failed::from)
+            }),
+        ));
+        all.push((
+            "sh::failed_ipv6_load_restores_ipv4".to_owned(),
+            Box::new(move || {
+                crate::support::sh_safety::failed_ipv6_load_restores_ipv4(&web2)
+                    .map_err(Failed::from)
+            }),
+        ));
         for index in 0..crate::differential::policy_count() {
             all.push((
                 format!("differential::policy_{index:02}"),

@@ -11,3 +11,7 @@ pub mod netns;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod roles_matrix;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod sh_safety;
