@@ -26,7 +26,7 @@ pub fn parse_net(text: &str) -> Result<IpNet, String> {
     };
     let prefix = match prefix_text {
         None => max,
-        Some(p) => match p.parse::<u16>() {
+        Some(p) => match p.parse::<u64>() {
             Ok(n) if n <= max.into() => n as u8,
             Ok(n) => {
                 return Err(format!(

@@ -19,9 +19,17 @@ use crate::render::{render, Format};
 struct Args {
     /// What to print: sh (the default, safe to pipe into sh), commands (one iptables
     /// command per line, not atomic), restore (iptables-restore file), restore6
-    /// (ip6tables-restore file).
+    /// (ip6tables-restore file), nft (nft -f file, table inet vpsfw), nft-sh (a sh script
+    /// that loads the nft file).
     #[arg(long, short, value_enum, default_value = "sh")]
     format: Format,
+
+    /// Which kernel interface the sh script loads the rules with: iptables (the
+    /// iptables-restore / ip6tables-restore pair, the default) or nft (one nft
+    /// transaction for both families, in table inet vpsfw). `--backend nft` makes the sh
+    /// output the nft-sh script.
+    #[arg(long, value_enum, default_value = "iptables")]
+    backend: Backend,
 
     /// Instead of printing rules, say what the policy does with a packet, e.g.
     /// 'in tcp from 203.0.113.99:40000 to 192.0.2.1:22'. Form: DIRECTION PROTO
@@ -38,6 +46,12 @@ struct Args {
     allow_lockout: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Iptables,
+    Nft,
+}
+
 /// Parses the process's arguments and does what they ask.
 pub fn run(policy: &Policy) -> ExitCode {
     run_from(policy, std::env::args_os())
@@ -49,7 +63,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match Args::try_parse_from(args) {
+    let mut args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
@@ -60,8 +74,11 @@ where
             };
         }
     };
+    if args.backend == Backend::Nft && args.format == Format::Sh {
+        args.format = Format::NftSh;
+    }
     let text = if args.check.is_empty() {
-        let loads = matches!(args.format, Format::Sh | Format::Commands);
+        let loads = matches!(args.format, Format::Sh | Format::Commands | Format::NftSh);
         if loads && !args.allow_lockout {
             if let Err(e) = ssh_guard(policy, std::env::var("SSH_CONNECTION").ok().as_deref()) {
                 eprintln!("vpsfw: refusing to print a ruleset that would lock you out: {e}");

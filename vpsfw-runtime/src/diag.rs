@@ -135,12 +135,28 @@ pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// Shows untrusted text inside a message without letting it span lines or run on.
+/// Control and invisible characters and backslashes are escaped; quotes are shown as written.
 pub fn shown(text: &str) -> String {
-    let mut out: String = text.chars().take(40).flat_map(char::escape_debug).collect();
+    let mut out = String::new();
+    for c in text.chars().take(40) {
+        match c {
+            '"' | '\'' => out.push(c),
+            _ => out.extend(c.escape_debug()),
+        }
+    }
     if text.chars().count() > 40 {
         out.push('…');
     }
     out
+}
+
+/// One character of untrusted text, ready to follow "contains": `` `$` ``, `` `\n` ``,
+/// or "a backtick" (which cannot be shown between backticks).
+pub fn shown_char(c: char) -> String {
+    match c {
+        '`' => "a backtick".into(),
+        _ => format!("`{}`", shown(c.encode_utf8(&mut [0; 4]))),
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +176,8 @@ mod tests {
     fn shown_escapes_and_truncates() {
         assert_eq!(shown("a\nb"), "a\\nb");
         assert!(shown(&"x".repeat(100)).ends_with('…'));
+        assert_eq!(shown("it's \"q\" \\"), "it's \"q\" \\\\");
+        assert_eq!(shown_char('`'), "a backtick");
+        assert_eq!(shown_char('\n'), "`\\n`");
     }
 }

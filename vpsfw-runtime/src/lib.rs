@@ -8,6 +8,7 @@ pub mod builder;
 pub mod diag;
 pub mod eval;
 pub mod model;
+pub mod nft;
 pub mod render;
 pub mod ruleset;
 pub mod spec;

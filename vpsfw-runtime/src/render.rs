@@ -22,14 +22,20 @@ pub enum Format {
     Restore,
     /// The `ip6tables-restore` file (IPv6).
     Restore6,
+    /// The `nft -f` file: `table inet vpsfw`, both families.
+    Nft,
+    /// A POSIX sh script that loads the nft file in one transaction.
+    NftSh,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [
+    pub const ALL: [Format; 6] = [
         Format::Sh,
         Format::Commands,
         Format::Restore,
         Format::Restore6,
+        Format::Nft,
+        Format::NftSh,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -38,6 +44,8 @@ impl Format {
             Format::Commands => "commands",
             Format::Restore => "restore",
             Format::Restore6 => "restore6",
+            Format::Nft => "nft",
+            Format::NftSh => "nft-sh",
         }
     }
 }
@@ -49,6 +57,8 @@ pub fn render(policy: &Policy, format: Format) -> String {
         Format::Commands => commands(policy),
         Format::Restore => restore(policy, Family::V4),
         Format::Restore6 => restore(policy, Family::V6),
+        Format::Nft => crate::nft::file(policy),
+        Format::NftSh => crate::nft::sh(policy),
     }
 }
 
@@ -101,6 +111,16 @@ fn quoted(out: &mut String, text: &str, quote: Quote) {
     out.push(q);
     out.push_str(text);
     out.push(q);
+}
+
+/// The comment a rendered rule carries: its group and its own comment.
+pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
+    match (rule.group(), rule.comment()) {
+        (Some(g), Some(c)) => Some(format!("{g}: {c}")),
+        (Some(g), None) => Some(g.to_string()),
+        (None, Some(c)) => Some(c.to_string()),
+        (None, None) => None,
+    }
 }
 
 /// Writes one rule's arguments, from `-A CHAIN` to the target, in iptables-save order.
@@ -162,13 +182,7 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote) {
             l.burst()
         );
     }
-    let comment = match (rule.group(), rule.comment()) {
-        (Some(g), Some(c)) => Some(format!("{g}: {c}")),
-        (Some(g), None) => Some(g.to_string()),
-        (None, Some(c)) => Some(c.to_string()),
-        (None, None) => None,
-    };
-    if let Some(c) = comment {
+    if let Some(c) = comment_text(rule) {
         out.push_str(" -m comment --comment ");
         quoted(out, &c, quote);
     }
@@ -239,7 +253,7 @@ pub fn stamp(policy: &Policy) -> String {
     format!("{hash:016x}")
 }
 
-fn header(policy: &Policy, what: &str) -> String {
+pub(crate) fn header(policy: &Policy, what: &str) -> String {
     format!(
         "# vpsfw {} policy {}: {what}\n",
         env!("CARGO_PKG_VERSION"),
@@ -293,7 +307,7 @@ pub fn commands(policy: &Policy) -> String {
 
 /// The heredoc delimiter. No rendered line can equal it: rule lines start with `-A`,
 /// `:`, `*`, `#` or `COMMIT`, and policy text cannot contain a newline.
-const EOF_MARK: &str = "VPSFW_END_OF_RULES";
+pub(crate) const EOF_MARK: &str = "VPSFW_END_OF_RULES";
 
 /// The default output: a POSIX sh script, safe to pipe into `sh` as root.
 ///

@@ -8,6 +8,7 @@
 //! check lives here and nowhere else.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -188,9 +189,9 @@ impl Spec {
 }
 
 fn sorted_names(names: Names) -> Vec<NameDef> {
-    let mut defs: Vec<(Loc, NameDef)> = names.into_values().collect();
+    let mut defs: Vec<(Loc, Option<NameDef>)> = names.into_values().collect();
     defs.sort_by_key(|(at, _)| *at);
-    defs.into_iter().map(|(_, def)| def).collect()
+    defs.into_iter().filter_map(|(_, def)| def).collect()
 }
 
 fn parse_verdict(s: &str) -> Result<Verdict, String> {
@@ -200,7 +201,9 @@ fn parse_verdict(s: &str) -> Result<Verdict, String> {
     s.parse()
 }
 
-type Names = HashMap<String, (Loc, NameDef)>;
+/// Every declared name; `None` for a name whose declaration has a mistake (already
+/// reported), so its uses add no "undefined name" errors.
+type Names = HashMap<String, (Loc, Option<NameDef>)>;
 
 fn check_names(items: &[Item], sink: &mut Sink) -> Names {
     let mut names: Names = HashMap::new();
@@ -243,38 +246,18 @@ fn check_names(items: &[Item], sink: &mut Sink) -> Names {
                 ok = false;
             }
         }
-        let address = Address::new(Some(name.clone()), v4, v6);
-        match address {
-            Some(address) if ok => {
-                names.insert(
-                    name.clone(),
-                    (
-                        n.name.at,
-                        NameDef {
-                            name: name.clone(),
-                            address,
-                        },
-                    ),
-                );
+        let def = match Address::new(Some(name.clone()), v4, v6) {
+            Some(address) if ok => Some(NameDef {
+                name: name.clone(),
+                address,
+            }),
+            None if ok => {
+                sink.error(n.name.at, format!("name `{name}` has no address"));
+                None
             }
-            None if ok => sink.error(n.name.at, format!("name `{name}` has no address")),
-            // Keep the name known so its uses don't add "undefined" errors.
-            _ => {
-                let placeholder = Address::new(Some(name.clone()), v4, v6).unwrap_or_else(|| {
-                    Address::from_net(Some(name.clone()), IpNet::V4(Default::default()))
-                });
-                names.insert(
-                    name.clone(),
-                    (
-                        n.name.at,
-                        NameDef {
-                            name: name.clone(),
-                            address: placeholder,
-                        },
-                    ),
-                );
-            }
-        }
+            _ => None,
+        };
+        names.insert(name.clone(), (n.name.at, def));
     }
     names
 }
@@ -361,7 +344,8 @@ fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedE
             }
         },
         Some(AddrSpec::Name { name, prefix }) => match names.get(&name.value) {
-            Some((_, def)) => match prefix {
+            Some((_, None)) => ok = false,
+            Some((_, Some(def))) => match prefix {
                 None => address = Some((def.address.clone(), name.at)),
                 Some(p) => match widen(&name.value, &def.address, &p.value) {
                     Ok(a) => address = Some((a, name.at)),
@@ -377,7 +361,8 @@ fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedE
             }
         },
         Some(AddrSpec::NameOrService(word)) => match names.get(&word.value) {
-            Some((_, def)) => address = Some((def.address.clone(), word.at)),
+            Some((_, None)) => ok = false,
+            Some((_, Some(def))) => address = Some((def.address.clone(), word.at)),
             None => match service_port(&word.value) {
                 Ok(p) => ports_from_word = Some((vec![PortRange::single(p)], word.at)),
                 Err(_) => {
@@ -456,18 +441,31 @@ fn undefined_name(name: &str, names: &Names) -> String {
 
 /// `office/27`: the declared address as a network of that length, host bits clear.
 fn widen(name: &str, address: &Address, prefix: &str) -> Result<Address, String> {
-    let n: u8 = prefix
+    let n: u64 = prefix
         .parse()
         .map_err(|_| format!("malformed prefix length `/{}`", shown(prefix)))?;
-    let net = match (address.v4(), address.v6()) {
-        (Some(a), None) => with_prefix(a.addr().into(), n)?,
-        (None, Some(a)) => with_prefix(a.addr().into(), n)?,
+    let addr: IpAddr = match (address.v4(), address.v6()) {
+        (Some(a), None) => a.addr().into(),
+        (None, Some(a)) => a.addr().into(),
         _ => {
             return Err(format!(
                 "`{name}` has both an IPv4 and an IPv6 address, so `{name}/{n}` is ambiguous; declare the network with `net`"
             ))
         }
     };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = u8::try_from(n).ok().filter(|n| *n <= max).ok_or_else(|| {
+        format!(
+            "prefix length /{n} is too long for an {} address; at most /{max}",
+            family(IpNet::from(addr))
+        )
+    })?;
+    let net = with_prefix(addr, len).map_err(|_| {
+        format!(
+            "`{name}/{n}` has host bits set (`{name}` is {addr}); did you mean the network `{}`?",
+            IpNet::new(addr, len).map_or(IpNet::from(addr), |net| net.trunc())
+        )
+    })?;
     Ok(Address::from_net(Some(format!("{name}/{n}")), net))
 }
 
@@ -478,7 +476,7 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
     let group = r
         .group
         .as_ref()
-        .and_then(|g| sink.take(g.at, Label::new(&g.value)));
+        .and_then(|g| sink.take(g.at, Label::group(&g.value)));
     let comment = r
         .comment
         .as_ref()
@@ -623,6 +621,21 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
 }
 
 fn parse_count(s: &str, what: &str) -> Result<u64, String> {
-    s.parse::<u64>()
-        .map_err(|_| format!("malformed {what} `{}`; expected a whole number", shown(s)))
+    s.parse::<u64>().map_err(|_| {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            format!("malformed {what} `{}`; expected a whole number", shown(s))
+        } else if what == "burst" {
+            format!(
+                "burst {} is out of range; bursts run from 1 to {}",
+                shown(s),
+                Limit::MAX_BURST
+            )
+        } else {
+            format!(
+                "{what} {} is too fast for the limit match; at most {}/second",
+                shown(s),
+                Limit::MAX_PER_SECOND
+            )
+        }
+    })
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diag::{did_you_mean, shown};
+use crate::diag::{did_you_mean, shown, shown_char};
 
 macro_rules! keyword_enum {
     ($(#[$m:meta])* $name:ident, $what:literal { $($variant:ident = $($word:literal)|+),+ $(,)? }) => {
@@ -20,6 +20,9 @@ macro_rules! keyword_enum {
         impl $name {
             /// Every spelling the language accepts.
             pub const WORDS: &'static [&'static str] = &[$($($word),+),+];
+
+            /// The canonical spellings, one per value.
+            const CANONICAL: &'static [&'static str] = &[$(keyword_enum!(@first $($word)+)),+];
 
             /// The canonical spelling, as the language writes it.
             pub const fn word(self) -> &'static str {
@@ -35,7 +38,7 @@ macro_rules! keyword_enum {
                     _ => Err(format!(
                         concat!("unknown ", $what, " `{}`{}"),
                         shown(s),
-                        did_you_mean(s, Self::WORDS.iter().copied())
+                        did_you_mean_or_list(s, Self::WORDS, Self::CANONICAL)
                     )),
                 }
             }
@@ -48,6 +51,20 @@ macro_rules! keyword_enum {
         }
     };
     (@first $first:literal $($rest:literal)*) => { $first };
+}
+
+/// `; did you mean `x`?` for a likely typo, else `; expected `a`, `b` or `c``.
+fn did_you_mean_or_list(s: &str, words: &[&str], canonical: &[&str]) -> String {
+    let hint = did_you_mean(s, words.iter().copied());
+    if !hint.is_empty() {
+        return hint;
+    }
+    let quoted: Vec<String> = canonical.iter().map(|w| format!("`{w}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => format!("; expected {last}"),
+        Some((last, rest)) => format!("; expected {} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 keyword_enum!(
@@ -485,9 +502,9 @@ pub const ICMPV6_TYPES: &[(&str, u8)] = &[
 
 impl IcmpType {
     pub fn new(family: Family, name: &str) -> Result<Self, String> {
-        let (table, proto) = match family {
-            Family::V4 => (ICMP_TYPES, "icmp"),
-            Family::V6 => (ICMPV6_TYPES, "icmpv6"),
+        let (table, proto, other_table, other) = match family {
+            Family::V4 => (ICMP_TYPES, "icmp", ICMPV6_TYPES, "icmpv6"),
+            Family::V6 => (ICMPV6_TYPES, "icmpv6", ICMP_TYPES, "icmp"),
         };
         table
             .iter()
@@ -497,6 +514,11 @@ impl IcmpType {
                 code: *code,
             })
             .ok_or_else(|| {
+                if other_table.iter().any(|(n, _)| *n == name) {
+                    return format!(
+                        "`{name}` is an {other} type, not an {proto} type; write `{other} type {name}`"
+                    );
+                }
                 format!(
                     "unknown {proto} type `{}`{}",
                     shown(name),
@@ -555,9 +577,9 @@ impl Iface {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@')))
         {
             return Err(format!(
-                "interface name `{}` contains `{}`; use letters, digits, `_`, `-`, `.` and `@` (a final `+` matches a prefix)",
+                "interface name `{}` contains {}; use letters, digits, `_`, `-`, `.` and `@` (a final `+` matches a prefix)",
                 shown(name),
-                c.escape_debug()
+                shown_char(c)
             ));
         }
         Ok(Iface(name.to_owned()))
@@ -623,9 +645,9 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     }
     if let Some(c) = s.chars().find(|c| !text_char_ok(*c)) {
         return Err(format!(
-            "{what} `{}` contains `{}`, which cannot be rendered safely; use letters, digits, spaces and _ - . , : / + = @ ( ) [ ]",
+            "{what} `{}` contains {}, which cannot be rendered safely; use letters, digits, spaces and _ - . , : / + = @ ( ) [ ]",
             shown(s),
-            c.escape_debug()
+            shown_char(c)
         ));
     }
     if s.starts_with(' ') || s.ends_with(' ') && what != "log prefix" {
@@ -645,6 +667,12 @@ impl Label {
 
     pub fn new(s: &str) -> Result<Self, String> {
         check_text("comment", s, Self::MAX)?;
+        Ok(Label(s.to_owned()))
+    }
+
+    /// A group name: checked as a comment is, and named as a group name in errors.
+    pub fn group(s: &str) -> Result<Self, String> {
+        check_text("group name", s, Self::MAX)?;
         Ok(Label(s.to_owned()))
     }
 

@@ -1,0 +1,252 @@
+//! The nftables backend: one `table inet vpsfw` holding both families, loaded by one
+//! `nft -f` transaction.
+//!
+//! Same rules, same order, same comments as the iptables output. A rule that matches no
+//! address is written once for both families; a rule with addresses once per family it
+//! exists in (`ip saddr` / `ip6 saddr`), in policy order, so each family sees its rules
+//! in the same order as its iptables chain. Port lists need no multiport splitting:
+//! nft takes anonymous sets of any size.
+
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use crate::model::{Policy, Rule};
+use crate::render::{comment_text, header, EOF_MARK};
+use crate::value::{Action, Chain, Family, PortRange, Protocol, Verdict};
+
+/// The table vpsfw owns; nothing outside it is touched.
+pub const TABLE: &str = "vpsfw";
+
+fn chain_name(c: Chain) -> &'static str {
+    match c {
+        Chain::Input => "input",
+        Chain::Forward => "forward",
+        Chain::Output => "output",
+    }
+}
+
+fn ports(ranges: &[PortRange]) -> String {
+    let one = |r: &PortRange| {
+        if r.is_single() {
+            r.lo().to_string()
+        } else {
+            format!("{}-{}", r.lo(), r.hi())
+        }
+    };
+    match ranges {
+        [r] => one(r),
+        _ => {
+            let items: Vec<String> = ranges.iter().map(one).collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+    }
+}
+
+fn addr(out: &mut String, word: &str, net: Option<IpNet>) {
+    let Some(net) = net else { return };
+    let fam = match net {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ip6",
+    };
+    if net.prefix_len() == net.max_prefix_len() {
+        let _ = write!(out, " {fam} {word} {}", net.addr());
+    } else {
+        let _ = write!(out, " {fam} {word} {net}");
+    }
+}
+
+/// One nft rule; `family` is `None` for a rule written once for both families.
+fn write_rule(out: &mut String, rule: &Rule, family: Option<Family>) {
+    out.push_str("\t\t");
+    let mut parts = String::new();
+    if let Some(i) = rule.iface() {
+        let word = match rule.chain() {
+            Chain::Output => "oifname",
+            Chain::Input | Chain::Forward => "iifname",
+        };
+        let name = i.as_str().replace('+', "*");
+        let _ = write!(parts, " {word} \"{name}\"");
+    }
+    if let Some(f) = family {
+        addr(&mut parts, "saddr", rule.src().and_then(|a| a.get(f)));
+        addr(&mut parts, "daddr", rule.dst().and_then(|a| a.get(f)));
+    }
+    if let Some(p) = rule.proto() {
+        let name = match p {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::Icmpv6 => "icmpv6",
+        };
+        let mut matched = false;
+        if let Some(sp) = rule.sport() {
+            let _ = write!(parts, " {name} sport {}", ports(sp.ranges()));
+            matched = true;
+        }
+        if let Some(dp) = rule.dport() {
+            let _ = write!(parts, " {name} dport {}", ports(dp.ranges()));
+            matched = true;
+        }
+        if let Some(t) = rule.icmp_type() {
+            let _ = write!(parts, " {name} type {}", t.code());
+            matched = true;
+        }
+        if !matched {
+            let l4 = if p == Protocol::Icmpv6 {
+                "ipv6-icmp"
+            } else {
+                name
+            };
+            let _ = write!(parts, " meta l4proto {l4}");
+        }
+    }
+    if let Some(s) = rule.states() {
+        let _ = write!(
+            parts,
+            " ct state {{ {} }}",
+            s.iter().map(|s| s.word()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if let Some(l) = rule.limit() {
+        let _ = write!(
+            parts,
+            " limit rate {}/{} burst {} packets",
+            l.count(),
+            l.unit().word(),
+            l.burst()
+        );
+    }
+    parts.push_str(" counter");
+    match rule.action() {
+        Action::Allow => parts.push_str(" accept"),
+        Action::Drop => parts.push_str(" drop"),
+        Action::Reject => parts.push_str(if rule.proto() == Some(Protocol::Tcp) {
+            " reject with tcp reset"
+        } else {
+            " reject"
+        }),
+        Action::Log => {
+            parts.push_str(" log");
+            if let Some(p) = rule.log_prefix() {
+                let _ = write!(parts, " prefix \"{}\"", p.as_str());
+            }
+        }
+    }
+    if let Some(c) = comment_text(rule) {
+        let _ = write!(parts, " comment \"{c}\"");
+    }
+    out.push_str(parts.trim_start());
+    out.push('\n');
+}
+
+/// Whether a rule needs one nft rule per family: it names addresses.
+fn per_family(rule: &Rule) -> bool {
+    rule.src().is_some() || rule.dst().is_some()
+}
+
+/// The `nft -f` file: creates (or replaces, in the same transaction) `table inet vpsfw`.
+pub fn file(policy: &Policy) -> String {
+    let mut out = String::from("#!/usr/sbin/nft -f\n");
+    out.push_str(&header(
+        policy,
+        "table inet vpsfw, load with nft -f (one transaction, both families)",
+    ));
+    body(&mut out, policy);
+    out
+}
+
+/// The rules count, as `nft list` will show them.
+pub fn rule_count(policy: &Policy) -> usize {
+    policy
+        .rules()
+        .iter()
+        .map(|r| {
+            if per_family(r) {
+                Family::ALL.iter().filter(|f| r.in_family(**f)).count()
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn body(out: &mut String, policy: &Policy) {
+    // Declaring the table first makes the delete valid when it does not exist yet; both
+    // and the new definition are one transaction.
+    let _ = writeln!(
+        out,
+        "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
+    );
+    let d = policy.defaults();
+    for (i, chain) in Chain::ALL.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let policy_word = match d.get(chain) {
+            Verdict::Allow => "accept",
+            Verdict::Drop => "drop",
+        };
+        let name = chain_name(chain);
+        let _ = writeln!(
+            out,
+            "\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy {policy_word};"
+        );
+        for rule in policy.rules().iter().filter(|r| r.chain() == chain) {
+            if per_family(rule) {
+                for f in Family::ALL.into_iter().filter(|f| rule.in_family(*f)) {
+                    write_rule(out, rule, Some(f));
+                }
+            } else {
+                write_rule(out, rule, None);
+            }
+        }
+        out.push_str("\t}\n");
+    }
+    out.push_str("}\n");
+}
+
+/// A POSIX sh script that checks the nft file with `nft -c` and loads it with `nft -f`:
+/// one transaction for both families, so a failure changes nothing.
+pub fn sh(policy: &Policy) -> String {
+    let mut out = String::from("#!/bin/sh\n");
+    out.push_str(&header(
+        policy,
+        "loads table inet vpsfw with nft, both families in one transaction",
+    ));
+    out.push_str(
+        r#"# The ruleset is checked by nft before it is loaded, and loaded in one transaction:
+# if anything fails, the previous ruleset stays in force. Only table inet vpsfw is
+# replaced; other tables (iptables-nft's, Docker's, fail2ban's) are left alone.
+set -u
+PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
+export PATH
+
+die() {
+    printf 'vpsfw: %s\n' "$*" >&2
+    exit 1
+}
+
+command -v nft >/dev/null 2>&1 ||
+    die "nft not found; install the nftables package (nothing was changed)"
+
+rules() {
+"#,
+    );
+    let _ = writeln!(out, "    cat <<'{EOF_MARK}'");
+    body(&mut out, policy);
+    let _ = writeln!(out, "{EOF_MARK}\n}}");
+    out.push_str(
+        r#"
+rules | nft -c -f - || die "nft refused the ruleset (nothing was changed)"
+rules | nft -f - || die "loading the ruleset failed (nothing was changed)"
+"#,
+    );
+    let _ = writeln!(
+        out,
+        "printf 'vpsfw: loaded policy {} ({} nft rules in table inet {TABLE})\\n' >&2",
+        crate::render::stamp(policy),
+        rule_count(policy)
+    );
+    out
+}
