@@ -192,14 +192,8 @@ fn body(out: &mut String, policy: &Policy) {
             out,
             "\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy {policy_word};"
         );
-        for rule in policy.rules().iter().filter(|r| r.chain() == chain) {
-            if per_family(rule) {
-                for f in Family::ALL.into_iter().filter(|f| rule.in_family(*f)) {
-                    write_rule(out, rule, Some(f));
-                }
-            } else {
-                write_rule(out, rule, None);
-            }
+        for (index, family) in chain_rules(policy, chain) {
+            write_rule(out, &policy.rules()[index], family);
         }
         out.push_str("\t}\n");
     }
