@@ -156,18 +156,29 @@ pub fn file(policy: &Policy) -> String {
     out
 }
 
+/// The nft rules of one chain, in order: each the index of its policy rule in
+/// [`Policy::rules`] and the family it is written for (`None`: both).
+pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<(usize, Option<Family>)> {
+    let mut out = Vec::new();
+    for (index, rule) in policy.rules().iter().enumerate() {
+        if rule.chain() != chain {
+            continue;
+        }
+        if per_family(rule) {
+            let families = Family::ALL.into_iter().filter(|f| rule.in_family(*f));
+            out.extend(families.map(|f| (index, Some(f))));
+        } else {
+            out.push((index, None));
+        }
+    }
+    out
+}
+
 /// The rules count, as `nft list` will show them.
 pub fn rule_count(policy: &Policy) -> usize {
-    policy
-        .rules()
-        .iter()
-        .map(|r| {
-            if per_family(r) {
-                Family::ALL.iter().filter(|f| r.in_family(**f)).count()
-            } else {
-                1
-            }
-        })
+    Chain::ALL
+        .into_iter()
+        .map(|c| chain_rules(policy, c).len())
         .sum()
 }
 
