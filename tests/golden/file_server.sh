@@ -2,7 +2,7 @@
 # vpsfw 0.1.0 policy 961ab585d5a2a91d: loads the IPv4 and IPv6 filter tables atomically
 # Both rulesets are checked by the kernel's own parser before either is loaded, each
 # is loaded in one transaction, and if IPv6 fails the previous IPv4 ruleset is put
-# back. The filter tables are replaced, not appended to: running this twice gives the
+# back. Loading replaces rules instead of appending: running this twice gives the
 # same ruleset as running it once. Needs POSIX sh and the iptables tools, nothing else.
 set -u
 PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::eval::Packet;
 use crate::model::Policy;
-use crate::render::{render, Format};
+use crate::render::{render_with, Format, Layout};
 
 /// Prints this host's firewall policy as a shell script, restore files or commands.
 ///
@@ -30,6 +30,14 @@ struct Args {
     /// output the nft-sh script.
     #[arg(long, value_enum, default_value = "iptables")]
     backend: Backend,
+
+    /// With the iptables backend: own only vpsfw's chains (vpsfw-INPUT, vpsfw-FORWARD,
+    /// vpsfw-OUTPUT, jumped to from the top of the built-in chains, loaded with
+    /// --noflush), so rules of Docker, fail2ban or libvirt survive a reload. Without
+    /// it, a load replaces the whole filter table. (The nft backend always owns only
+    /// table inet vpsfw.)
+    #[arg(long)]
+    own_chains: bool,
 
     /// Instead of printing rules, say what the policy does with a packet, e.g.
     /// 'in tcp from 203.0.113.99:40000 to 192.0.2.1:22'. Form: DIRECTION PROTO
@@ -86,7 +94,12 @@ where
                 return ExitCode::from(3);
             }
         }
-        render(policy, args.format)
+        let layout = if args.own_chains {
+            Layout::Chains
+        } else {
+            Layout::Table
+        };
+        render_with(policy, args.format, layout)
     } else {
         match check_lines(policy, &args.check) {
             Ok(text) => text,

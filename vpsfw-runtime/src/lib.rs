@@ -24,6 +24,6 @@ pub use addr::Address;
 pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
 pub use eval::{DecidedBy, Decision, Outcome, Packet};
 pub use model::{Defaults, NameDef, Origin, Policy, Rule};
-pub use render::{render, Format};
+pub use render::{render, render_with, Format, Layout};
 pub use spec::Spec;
 pub use value::*;

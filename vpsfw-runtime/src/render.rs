@@ -50,13 +50,46 @@ impl Format {
     }
 }
 
-/// Renders the policy in one format.
+/// What part of the kernel's filter table the iptables output owns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Layout {
+    /// The whole filter table (the default): a load replaces every rule in it, so the
+    /// ruleset is exactly the policy and no rule left by hand can open a hole.
+    #[default]
+    Table,
+    /// Only vpsfw's own chains `vpsfw-INPUT`, `vpsfw-FORWARD` and `vpsfw-OUTPUT`, each
+    /// jumped to from the top of its built-in chain and loaded with `--noflush`, so
+    /// other tools' rules (Docker, fail2ban, libvirt) survive a reload. A packet no
+    /// vpsfw rule decides goes on to those rules, then to the chain policy.
+    Chains,
+}
+
+impl Layout {
+    /// The chain the rules of a built-in chain are written to.
+    pub fn chain_name(self, chain: Chain) -> &'static str {
+        match (self, chain) {
+            (Layout::Table, c) => c.iptables_name(),
+            (Layout::Chains, Chain::Input) => "vpsfw-INPUT",
+            (Layout::Chains, Chain::Forward) => "vpsfw-FORWARD",
+            (Layout::Chains, Chain::Output) => "vpsfw-OUTPUT",
+        }
+    }
+}
+
+/// Renders the policy in one format, owning the whole filter table.
 pub fn render(policy: &Policy, format: Format) -> String {
+    render_with(policy, format, Layout::Table)
+}
+
+/// Renders the policy in one format; `layout` applies to the iptables formats (nft
+/// always owns only its own table).
+pub fn render_with(policy: &Policy, format: Format, layout: Layout) -> String {
     match format {
-        Format::Sh => sh(policy),
-        Format::Commands => commands(policy),
-        Format::Restore => restore(policy, Family::V4),
-        Format::Restore6 => restore(policy, Family::V6),
+        Format::Sh => sh(policy, layout),
+        Format::Commands => commands(policy, layout),
+        Format::Restore => restore(policy, Family::V4, layout),
+        Format::Restore6 => restore(policy, Family::V6, layout),
         Format::Nft => crate::nft::file(policy),
         Format::NftSh => crate::nft::sh(policy),
     }
@@ -124,9 +157,9 @@ pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
 }
 
 /// Writes one rule's arguments, from `-A CHAIN` to the target, in iptables-save order.
-fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote) {
+fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     let rule = line.rule;
-    let _ = write!(out, "-A {}", rule.chain().iptables_name());
+    let _ = write!(out, "-A {}", layout.chain_name(rule.chain()));
     if let Some(s) = line.src {
         let _ = write!(out, " -s {s}");
     }
@@ -218,12 +251,14 @@ pub fn family_lines(policy: &Policy, family: Family) -> Vec<Line<'_>> {
 /// The `-A ...` text of one line, as in a restore file.
 pub fn rule_text(line: &Line<'_>) -> String {
     let mut s = String::new();
-    write_rule(&mut s, line, Quote::Double);
+    write_rule(&mut s, line, Quote::Double, Layout::Table);
     s
 }
 
-/// The body of a restore file: `*filter` to `COMMIT`.
-fn restore_body(out: &mut String, policy: &Policy, family: Family) {
+/// The body of a restore file: `*filter` to `COMMIT`. With [`Layout::Chains`] it is
+/// meant for `--noflush`: the built-in chains' lines set their policies only, vpsfw's
+/// chain lines flush and refill vpsfw's chains.
+fn restore_body(out: &mut String, policy: &Policy, family: Family, layout: Layout) {
     out.push_str("*filter\n");
     let d = policy.defaults();
     for chain in Chain::ALL {
@@ -234,8 +269,13 @@ fn restore_body(out: &mut String, policy: &Policy, family: Family) {
             target(d.get(chain))
         );
     }
+    if layout == Layout::Chains {
+        for chain in Chain::ALL {
+            let _ = writeln!(out, ":{} - [0:0]", layout.chain_name(chain));
+        }
+    }
     for line in family_lines(policy, family) {
-        write_rule(out, &line, Quote::Double);
+        write_rule(out, &line, Quote::Double, layout);
         out.push('\n');
     }
     out.push_str("COMMIT\n");
@@ -245,8 +285,8 @@ fn restore_body(out: &mut String, policy: &Policy, family: Family) {
 /// every output so an admin can tell which policy a server runs.
 pub fn stamp(policy: &Policy) -> String {
     let mut body = String::new();
-    restore_body(&mut body, policy, Family::V4);
-    restore_body(&mut body, policy, Family::V6);
+    restore_body(&mut body, policy, Family::V4, Layout::Table);
+    restore_body(&mut body, policy, Family::V6, Layout::Table);
     let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -261,35 +301,54 @@ pub(crate) fn header(policy: &Policy, what: &str) -> String {
     )
 }
 
-/// The `iptables-restore` (IPv4) or `ip6tables-restore` (IPv6) file. It replaces the
-/// whole filter table, so loading it twice gives the same ruleset as once.
-pub fn restore(policy: &Policy, family: Family) -> String {
-    let tool = match family {
-        Family::V4 => "iptables-restore",
-        Family::V6 => "ip6tables-restore",
+/// The `iptables-restore` (IPv4) or `ip6tables-restore` (IPv6) file. With
+/// [`Layout::Table`] it replaces the whole filter table; with [`Layout::Chains`] it must
+/// be loaded with `--noflush` after vpsfw's chains and jumps exist (the sh output does
+/// both). Either way, loading it twice gives the same ruleset as once.
+pub fn restore(policy: &Policy, family: Family, layout: Layout) -> String {
+    let tool = match (family, layout) {
+        (Family::V4, Layout::Table) => "iptables-restore",
+        (Family::V6, Layout::Table) => "ip6tables-restore",
+        (Family::V4, Layout::Chains) => "iptables-restore --noflush",
+        (Family::V6, Layout::Chains) => "ip6tables-restore --noflush",
     };
     let mut out = header(policy, &format!("{family} filter table, load with {tool}"));
-    restore_body(&mut out, policy, family);
+    restore_body(&mut out, policy, family, layout);
     out
 }
 
 /// One command per rule, in the style of the article's listings, for reading or for
 /// systems without the restore tools. Not atomic: apply with the `sh` format.
-pub fn commands(policy: &Policy) -> String {
+pub fn commands(policy: &Policy, layout: Layout) -> String {
     let mut out = header(policy, "one command per rule");
     out.push_str(
         "# Not atomic: while these run the firewall is open. Use the default `sh` format to apply.\n",
     );
     for (family, tool) in [(Family::V4, "iptables"), (Family::V6, "ip6tables")] {
         let _ = writeln!(out, "\n# {family}");
-        for chain in Chain::ALL {
-            let _ = writeln!(out, "{tool} -t filter -P {} ACCEPT", chain.iptables_name());
+        match layout {
+            Layout::Table => {
+                for chain in Chain::ALL {
+                    let _ = writeln!(out, "{tool} -t filter -P {} ACCEPT", chain.iptables_name());
+                }
+                let _ = writeln!(out, "{tool} -t filter -F");
+                let _ = writeln!(out, "{tool} -t filter -X");
+            }
+            Layout::Chains => {
+                for chain in Chain::ALL {
+                    let (own, builtin) = (layout.chain_name(chain), chain.iptables_name());
+                    let _ = writeln!(out, "{tool} -t filter -N {own} 2>/dev/null || true");
+                    let _ = writeln!(out, "{tool} -t filter -F {own}");
+                    let _ = writeln!(
+                        out,
+                        "{tool} -t filter -C {builtin} -j {own} 2>/dev/null || {tool} -t filter -I {builtin} 1 -j {own}"
+                    );
+                }
+            }
         }
-        let _ = writeln!(out, "{tool} -t filter -F");
-        let _ = writeln!(out, "{tool} -t filter -X");
         for line in family_lines(policy, family) {
             let _ = write!(out, "{tool} -t filter ");
-            write_rule(&mut out, &line, Quote::Single);
+            write_rule(&mut out, &line, Quote::Single, layout);
             out.push('\n');
         }
         let d = policy.defaults();
@@ -314,7 +373,9 @@ pub(crate) const EOF_MARK: &str = "VPSFW_END_OF_RULES";
 /// Both families are tested with `--test` before either is loaded; each is loaded with
 /// one restore (atomic per table); if IPv6 fails after IPv4 loaded, the saved IPv4
 /// ruleset is put back. Rule text sits in quoted heredocs, so nothing in it is expanded.
-pub fn sh(policy: &Policy) -> String {
+/// With [`Layout::Chains`], vpsfw's chains and the jumps to them are created first
+/// (empty chains change nothing), then filled with `--noflush`.
+pub fn sh(policy: &Policy, layout: Layout) -> String {
     let stamp = stamp(policy);
     let count = |f| family_lines(policy, f).len();
     let mut out = String::from("#!/bin/sh\n");
@@ -325,7 +386,7 @@ pub fn sh(policy: &Policy) -> String {
     out.push_str(
         r#"# Both rulesets are checked by the kernel's own parser before either is loaded, each
 # is loaded in one transaction, and if IPv6 fails the previous IPv4 ruleset is put
-# back. The filter tables are replaced, not appended to: running this twice gives the
+# back. Loading replaces rules instead of appending: running this twice gives the
 # same ruleset as running it once. Needs POSIX sh and the iptables tools, nothing else.
 set -u
 PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
@@ -336,22 +397,49 @@ die() {
     exit 1
 }
 
-for tool in iptables-restore ip6tables-restore iptables-save; do
+"#,
+    );
+    let tools = match layout {
+        Layout::Table => "iptables-restore ip6tables-restore iptables-save",
+        Layout::Chains => "iptables iptables-restore ip6tables ip6tables-restore iptables-save",
+    };
+    let _ = write!(
+        out,
+        r#"for tool in {tools}; do
     command -v "$tool" >/dev/null 2>&1 ||
         die "$tool not found; install the iptables package (nothing was changed)"
 done
-"#,
+"#
     );
+    let noflush = match layout {
+        Layout::Table => "",
+        Layout::Chains => {
+            out.push_str(
+                "\n# vpsfw owns only its chains: create them and the jumps to them (an empty\n# chain returns at once, so this changes no packet's fate).\n",
+            );
+            for tool in ["iptables", "ip6tables"] {
+                for chain in Chain::ALL {
+                    let (own, builtin) = (layout.chain_name(chain), chain.iptables_name());
+                    let _ = writeln!(
+                        out,
+                        "{tool} -w 10 -t filter -N {own} 2>/dev/null\n{tool} -w 10 -t filter -C {builtin} -j {own} 2>/dev/null ||\n    {tool} -w 10 -t filter -I {builtin} 1 -j {own} ||\n    die \"could not add the jump from {builtin} to {own} ({tool})\""
+                    );
+                }
+            }
+            " --noflush"
+        }
+    };
     for (family, name) in [(Family::V4, "rules_v4"), (Family::V6, "rules_v6")] {
         let _ = writeln!(out, "\n{name}() {{\n    cat <<'{EOF_MARK}'");
-        restore_body(&mut out, policy, family);
+        restore_body(&mut out, policy, family, layout);
         let _ = writeln!(out, "{EOF_MARK}\n}}");
     }
-    out.push_str(
+    let _ = write!(
+        out,
         r#"
-rules_v4 | iptables-restore -w 10 --test ||
+rules_v4 | iptables-restore -w 10{noflush} --test ||
     die "the IPv4 ruleset was refused by iptables-restore (nothing was changed)"
-rules_v6 | ip6tables-restore -w 10 --test ||
+rules_v6 | ip6tables-restore -w 10{noflush} --test ||
     die "the IPv6 ruleset was refused by ip6tables-restore (nothing was changed)"
 
 saved_v4=$(iptables-save -t filter) ||
@@ -361,14 +449,14 @@ if [ -z "$saved_v4" ]; then
     saved_v4=$(printf '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT')
 fi
 
-rules_v4 | iptables-restore -w 10 ||
+rules_v4 | iptables-restore -w 10{noflush} ||
     die "loading the IPv4 ruleset failed (nothing was changed)"
-if ! rules_v6 | ip6tables-restore -w 10; then
+if ! rules_v6 | ip6tables-restore -w 10{noflush}; then
     printf '%s\n' "$saved_v4" | iptables-restore -w 10 ||
         die "loading the IPv6 ruleset failed, and so did putting the previous IPv4 ruleset back: check iptables -S now"
     die "loading the IPv6 ruleset failed; the previous IPv4 ruleset was put back"
 fi
-"#,
+"#
     );
     let _ = writeln!(
         out,
