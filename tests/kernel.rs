@@ -162,6 +162,22 @@ mod linux {
                     .map_err(Failed::from)
             }),
         ));
+        let (web3, web4) = (
+            crate::roles::web_server::policy(),
+            crate::roles::web_server::policy(),
+        );
+        all.push((
+            "coexist::iptables_own_chains_keep_other_tools_rules".to_owned(),
+            Box::new(move || {
+                crate::support::coexist::iptables_chains_survive(&web3).map_err(Failed::from)
+            }),
+        ));
+        all.push((
+            "coexist::nft_table_keeps_other_tables".to_owned(),
+            Box::new(move || {
+                crate::support::coexist::nft_table_survives(&web4).map_err(Failed::from)
+            }),
+        ));
         for index in 0..crate::differential::policy_count() {
             all.push((
                 format!("differential::policy_{index:02}"),

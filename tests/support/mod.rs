@@ -15,3 +15,11 @@ pub mod roles_matrix;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod sh_safety;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod coexist;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod nft;

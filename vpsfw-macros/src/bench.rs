@@ -42,10 +42,16 @@ fn bench() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.to_owned()))
+            .and_then(|c| c
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.to_owned()))
             .unwrap_or_default()
     );
-    println!("{:>6} {:>10} {:>10} {:>10} {:>10} | render: {:>9} {:>9} {:>9} {:>9} | eval pkt/s", "rules", "tokenize", "parse", "check", "expand", "sh", "restore", "restore6", "commands");
+    println!(
+        "{:>6} {:>10} {:>10} {:>10} {:>10} | render: {:>9} {:>9} {:>9} {:>9} | eval pkt/s",
+        "rules", "tokenize", "parse", "check", "expand", "sh", "restore", "restore6", "commands"
+    );
     for n in [100, 1_000, 5_000, 20_000] {
         let src = policy_source(n);
         let runs = if n >= 20_000 { 5 } else { 11 };
@@ -73,9 +79,14 @@ fn bench() {
             .collect();
         let packets: Vec<Packet> = (0..1000)
             .map(|i| {
-                format!("in tcp from 198.51.{}.{}:40000 to 192.0.2.1:{}", i % 20, i % 250 + 1, 1000 + i * 7)
-                    .parse()
-                    .expect("packet")
+                format!(
+                    "in tcp from 198.51.{}.{}:40000 to 192.0.2.1:{}",
+                    i % 20,
+                    i % 250 + 1,
+                    1000 + i * 7
+                )
+                .parse()
+                .expect("packet")
             })
             .collect();
         let eval = median(

@@ -28,9 +28,9 @@ pub fn expand(krate: &TokenStream, policy: &Policy) -> TokenStream {
         {
             use #krate::__private as #p;
             #p::policy(
-                #p::Vec::from([#(#names),*]),
+                <#p::Vec<_> as #p::From<_>>::from([#(#names),*]),
                 #p::Defaults { input: #input, forward: #forward, output: #output },
-                #p::Vec::from([#(#rules),*]),
+                <#p::Vec<_> as #p::From<_>>::from([#(#rules),*]),
             )
         }
     }

@@ -14,28 +14,40 @@ use vpsfw_runtime::spec::{
     AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec, PortSpec, RuleSpec,
     Spec,
 };
-use vpsfw_runtime::{Loc, Protocol, Spanned};
+use vpsfw_runtime::{service_port, Action, Loc, Protocol, Spanned};
 
 /// The words that start a clause of a rule.
 const CLAUSES: &[&str] = &[
     "on", "from", "to", "port", "state", "limit", "burst", "prefix", "comment", "type",
 ];
 
+/// The words that start a statement other than a rule.
+const STATEMENTS: &[&str] = &["host", "net", "policy", "group"];
+
 /// Where each [`Loc`] points: the first and last token of what it names.
 #[derive(Default)]
-pub struct Locs(Vec<(Span, Span)>);
+pub struct Locs {
+    spans: Vec<(Span, Span)>,
+    /// Locations whose diagnostics are not shown, because a syntax error on the same
+    /// statement already is (a name whose addresses could not be parsed).
+    quiet: Vec<Loc>,
+}
 
 impl Locs {
     fn add(&mut self, first: Span, last: Span) -> Loc {
-        self.0.push((first, last));
-        Loc::new(self.0.len() as u32 - 1)
+        self.spans.push((first, last));
+        Loc::new(self.spans.len() as u32 - 1)
     }
 
     pub fn get(&self, loc: Loc) -> (Span, Span) {
-        self.0
+        self.spans
             .get(loc.index() as usize)
             .copied()
             .unwrap_or((Span::call_site(), Span::call_site()))
+    }
+
+    pub fn is_quiet(&self, loc: Loc) -> bool {
+        self.quiet.contains(&loc)
     }
 }
 
@@ -52,6 +64,9 @@ pub fn parse(body: TokenStream, locs: &mut Locs) -> (Spec, Vec<syn::Error>) {
 /// One statement's tokens, without its `;`.
 struct Stmt {
     tokens: Vec<TokenTree>,
+    /// Where "expected ... here" points when the statement ends too early: its `;`
+    /// (its last token if the `;` is missing).
+    end: Span,
 }
 
 /// Splits a token stream at top-level `;`, and after `group NAME { ... }`.
@@ -64,29 +79,69 @@ fn statements(body: TokenStream, errors: &mut Vec<syn::Error>) -> Vec<Stmt> {
                 if !cur.is_empty() {
                     out.push(Stmt {
                         tokens: std::mem::take(&mut cur),
+                        end: p.span(),
                     });
                 }
             }
             TokenTree::Group(g)
                 if g.delimiter() == Delimiter::Brace
-                    && matches!(cur.first(), Some(TokenTree::Ident(i)) if i == "group") =>
+                    && matches!(cur.first(), Some(TokenTree::Ident(i))
+                        if i == "group" || misspelt_statement(&i.to_string()) == Some("group")) =>
             {
+                let end = g.span_close();
                 cur.push(tt);
                 out.push(Stmt {
                     tokens: std::mem::take(&mut cur),
+                    end,
                 });
             }
             _ => cur.push(tt),
         }
     }
     if let Some(last) = cur.last() {
-        errors.push(syn::Error::new(
-            last.span(),
-            "expected `;` after this statement",
-        ));
-        out.push(Stmt { tokens: cur });
+        let end = last.span();
+        errors.push(syn::Error::new(end, "expected `;` after this statement"));
+        out.push(Stmt { tokens: cur, end });
     }
     out
+}
+
+/// Runs `f` on a statement's tokens. Running out of tokens is reported at `end` (the
+/// statement's `;`), not at the whole macro call as `syn::parse2` would.
+fn parse_in<T>(
+    end: Span,
+    tokens: TokenStream,
+    f: impl FnOnce(ParseStream) -> syn::Result<T>,
+) -> syn::Result<T> {
+    let mut group = proc_macro2::Group::new(Delimiter::Bracket, tokens);
+    group.set_span(end);
+    let parser = |input: ParseStream| {
+        let content;
+        syn::bracketed!(content in input);
+        let value = f(&content)?;
+        if !content.is_empty() {
+            return Err(content.error("unexpected token"));
+        }
+        Ok(value)
+    };
+    parser.parse2(TokenTree::Group(group).into()).map_err(|e| {
+        let message = e.to_string();
+        match message.strip_prefix("unexpected end of input, ") {
+            Some(rest) => syn::Error::new(e.span(), rest),
+            None => e,
+        }
+    })
+}
+
+/// `host NAME =` at the start of a statement: the name, if it is written well.
+fn declared_name(tokens: &TokenStream) -> Option<Ident> {
+    let mut trees = tokens.clone().into_iter().skip(1);
+    match (trees.next(), trees.next()) {
+        (Some(TokenTree::Ident(name)), Some(TokenTree::Punct(eq))) if eq.as_char() == '=' => {
+            Some(name)
+        }
+        _ => None,
+    }
 }
 
 fn parse_statement(
@@ -96,8 +151,9 @@ fn parse_statement(
     spec: &mut Spec,
     errors: &mut Vec<syn::Error>,
 ) {
+    let end = stmt.end;
     let tokens: TokenStream = stmt.tokens.into_iter().collect();
-    let head = match tokens.clone().into_iter().next() {
+    let mut head = match tokens.clone().into_iter().next() {
         Some(TokenTree::Ident(i)) => i.to_string(),
         Some(other) => {
             errors.push(syn::Error::new(
@@ -108,19 +164,46 @@ fn parse_statement(
         }
         None => return,
     };
+    if let Some(w) = misspelt_statement(&head) {
+        // `hots admin = ...`: report the word, then read the statement as the one meant,
+        // so its other mistakes are reported and its name is known.
+        let first = tokens.clone().into_iter().next().map(|t| t.span());
+        errors.push(syn::Error::new(
+            first.unwrap_or_else(Span::call_site),
+            format!("unknown statement `{head}`; did you mean `{w}`?"),
+        ));
+        head = w.to_owned();
+    }
     let result = match head.as_str() {
-        "host" | "net" => (|input: ParseStream| parse_name(input, locs))
-            .parse2(tokens)
-            .map(Item::Name),
-        "policy" => (|input: ParseStream| parse_default(input, locs))
-            .parse2(tokens)
-            .map(Item::Default),
+        "host" | "net" => {
+            let kind = if head == "host" {
+                NameKind::Host
+            } else {
+                NameKind::Net
+            };
+            let result = parse_in(end, tokens.clone(), |input| {
+                parse_name(input, &head, kind, locs)
+            });
+            if let (Err(_), Some(name)) = (&result, declared_name(&tokens)) {
+                // Keep the name declared (without addresses, a mistake already reported
+                // here), so that its uses do not add "undefined name" errors.
+                let at = locs.add(name.span(), name.span());
+                locs.quiet.push(at);
+                spec.items.push(Item::Name(NameSpec {
+                    kind,
+                    name: Spanned::new(name.to_string(), at),
+                    values: Vec::new(),
+                }));
+            }
+            result.map(Item::Name)
+        }
+        "policy" => parse_in(end, tokens, |input| parse_default(input, locs)).map(Item::Default),
         "group" => {
             if group.is_some() {
                 errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
                 return;
             }
-            match (|input: ParseStream| parse_group_head(input, locs)).parse2(tokens) {
+            match parse_in(end, tokens, |input| parse_group_head(input, locs)) {
                 Ok((name, body)) => {
                     for stmt in statements(body, errors) {
                         parse_statement(stmt, Some(&name), locs, spec, errors);
@@ -135,15 +218,23 @@ fn parse_statement(
             let first = trees.next().map_or_else(Span::call_site, |t| t.span());
             let last = trees.last().map_or(first, |t| t.span());
             let at = locs.add(first, last);
-            (|input: ParseStream| parse_rule(input, at, group, locs))
-                .parse2(tokens)
-                .map(Item::Rule)
+            parse_in(end, tokens, |input| parse_rule(input, at, group, locs)).map(Item::Rule)
         }
     };
     match result {
         Ok(item) => spec.items.push(item),
         Err(e) => errors.push(e),
     }
+}
+
+/// The statement word `head` is a typo of, if it is closer to one than to any action
+/// (a tie goes to the action: rules are the common case).
+fn misspelt_statement(head: &str) -> Option<&'static str> {
+    if STATEMENTS.contains(&head) || head.parse::<Action>().is_ok() {
+        return None;
+    }
+    closest(head, Action::WORDS.iter().chain(STATEMENTS).copied())
+        .filter(|w| STATEMENTS.contains(w))
 }
 
 fn spanned<T>(value: T, first: Span, last: Span, locs: &mut Locs) -> Spanned<T> {
@@ -159,13 +250,13 @@ fn peek_word(input: ParseStream, w: &str) -> bool {
 }
 
 /// `host NAME = ADDR, ADDR` / `net NAME = NET, NET`
-fn parse_name(input: ParseStream, locs: &mut Locs) -> syn::Result<NameSpec> {
-    let kw = word(input)?;
-    let kind = if kw == "host" {
-        NameKind::Host
-    } else {
-        NameKind::Net
-    };
+fn parse_name(
+    input: ParseStream,
+    kw: &str,
+    kind: NameKind,
+    locs: &mut Locs,
+) -> syn::Result<NameSpec> {
+    word(input)?;
     let name = input
         .call(Ident::parse_any)
         .map_err(|e| syn::Error::new(e.span(), format!("expected a name after `{kw}`")))?;
@@ -182,7 +273,15 @@ fn parse_name(input: ParseStream, locs: &mut Locs) -> syn::Result<NameSpec> {
         if input.is_empty() {
             break;
         }
-        input.parse::<Token![,]>()?;
+        if let Ok(next) = input.fork().call(Ident::parse_any) {
+            return Err(syn::Error::new(
+                next.span(),
+                format!("expected `;` before `{next}`"),
+            ));
+        }
+        input
+            .parse::<Token![,]>()
+            .map_err(|e| syn::Error::new(e.span(), "expected `,` or `;` after the address"))?;
     }
     Ok(NameSpec { kind, name, values })
 }
@@ -223,12 +322,7 @@ fn parse_bare_ipv4(input: ParseStream, locs: &mut Locs) -> syn::Result<Spanned<S
         text.push_str(len.base10_digits());
         last = len.span();
     }
-    if text.contains(':') || text.chars().any(|c| c.is_ascii_alphabetic()) {
-        return Err(syn::Error::new(
-            first.span(),
-            format!("malformed IPv4 address `{}`", shown(&text)),
-        ));
-    }
+    // Anything odd (`1.5e3`, `10u8.0.0.1`) is reported by the runtime's address check.
     Ok(spanned(text, first.span(), last, locs))
 }
 
@@ -248,7 +342,7 @@ fn parse_default(input: ParseStream, locs: &mut Locs) -> syn::Result<DefaultSpec
         )
     })?;
     if !input.is_empty() {
-        return Err(input.error("unexpected tokens after the chain policy"));
+        return Err(input.error(format!("expected `;` after `policy {chain} {verdict}`")));
     }
     Ok(DefaultSpec {
         chain: spanned(chain.to_string(), chain.span(), chain.span(), locs),
@@ -270,6 +364,12 @@ fn parse_group_head(
             .map_err(|e| syn::Error::new(e.span(), "expected a group name after `group`"))?;
         spanned(text, first, last, locs)
     };
+    if !input.peek(syn::token::Brace) {
+        return Err(input.error(format!(
+            "expected the group's rules in braces: `group {} {{ ... }}`",
+            shown(&name.value)
+        )));
+    }
     let body;
     syn::braced!(body in input);
     Ok((name, body.parse()?))
@@ -478,6 +578,18 @@ fn parse_rule(
                     rule.proto = Some(spanned(k.clone(), kw.span(), kw.span(), locs));
                 }
             }
+            _ if k.parse::<Action>().is_ok() || STATEMENTS.contains(&k.as_str()) => {
+                return Err(syn::Error::new(
+                    kw.span(),
+                    format!("expected `;` before `{k}`"),
+                ))
+            }
+            _ if service_port(&k).is_ok() => {
+                return Err(syn::Error::new(
+                    kw.span(),
+                    format!("expected a clause before `{k}`: `to {k}` or `from {k}`"),
+                ))
+            }
             _ => {
                 let known = CLAUSES.iter().chain(Protocol::WORDS).copied();
                 let hint = closest(&k, known)
@@ -533,11 +645,13 @@ fn parse_endpoint(input: ParseStream, kw: &Ident, locs: &mut Locs) -> syn::Resul
             let len: LitInt = input
                 .parse()
                 .map_err(|e| syn::Error::new(e.span(), "expected a prefix length after `/`"))?;
+            // The prefix's location is the whole `office/27`: its mistakes (host bits
+            // set, too long) are about the widened name.
             addr = Some(AddrSpec::Name {
                 name: spanned_name,
                 prefix: Some(spanned(
                     len.base10_digits().to_owned(),
-                    len.span(),
+                    name.span(),
                     len.span(),
                     locs,
                 )),
@@ -553,16 +667,24 @@ fn parse_endpoint(input: ParseStream, kw: &Ident, locs: &mut Locs) -> syn::Resul
     } else {
         return Err(expected());
     }
+    let mut ports_start = start;
     if addr.is_some() && peek_word(input, "port") {
-        word(input)?;
+        ports_start = word(input)?.span();
         ports = Some(parse_ports(input, locs)?);
     }
-    let at = locs.add(start, start);
+    // The endpoint's location is that of its ports (what the checker reports about
+    // it: ports without `tcp`/`udp`): `22`, `1024:`, `[http, https]`, `port 1024:`.
+    let at = match &ports {
+        Some((_, last)) => locs.add(ports_start, *last),
+        None => locs.add(start, start),
+    };
+    let ports = ports.map(|(list, _)| list);
     Ok(EndpointSpec { at, addr, ports })
 }
 
-/// `22`, `https`, `1024:`, `:1023`, `1024:2048`, or a `[...]` list of those.
-fn parse_ports(input: ParseStream, locs: &mut Locs) -> syn::Result<Vec<PortSpec>> {
+/// `22`, `https`, `1024:`, `:1023`, `1024:2048`, or a `[...]` list of those; and the
+/// span of their last token.
+fn parse_ports(input: ParseStream, locs: &mut Locs) -> syn::Result<(Vec<PortSpec>, Span)> {
     if input.peek(syn::token::Bracket) {
         let content;
         let bracket = syn::bracketed!(content in input);
@@ -577,9 +699,14 @@ fn parse_ports(input: ParseStream, locs: &mut Locs) -> syn::Result<Vec<PortSpec>
         if list.is_empty() {
             return Err(syn::Error::new(bracket.span.join(), "empty port list"));
         }
-        return Ok(list);
+        return Ok((list, bracket.span.close()));
     }
-    Ok(vec![parse_port_item(input, locs)?])
+    let item = parse_port_item(input, locs)?;
+    let (_, last) = locs.get(match &item {
+        PortSpec::One(s) => s.at,
+        PortSpec::Range { at, .. } => *at,
+    });
+    Ok((vec![item], last))
 }
 
 fn parse_port_item(input: ParseStream, locs: &mut Locs) -> syn::Result<PortSpec> {

@@ -1,1 +1,634 @@
 //! Unit tests of the macro on `proc_macro2` tokens.
+//!
+//! The macro must never panic: whatever the tokens, it returns an expansion or
+//! `compile_error!`s. These tests feed it every truncation and every single-token
+//! deletion of valid policies, and a few thousand random token sequences; and check that
+//! errors land on the tokens at fault.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
+use quote::quote;
+
+/// Valid policies: the README's, the design sentence, and one with every form.
+const VALID: &[&str] = &[
+    r#"
+    host admin = 198.51.100.7, "2001:db8:100::7";
+    group common {
+        allow in on lo;
+        allow in state established,related;
+        allow out on lo;
+        allow out state established,related;
+    }
+    group server {
+        allow in from admin state new;
+        allow in tcp from 1024: to [http, https] state new;
+    }
+    group client {
+        allow out tcp to [http, https, dns, smtp] state new;
+        allow out udp to [dns, ntp] state new;
+    }
+    policy input drop;
+    policy forward drop;
+    policy output drop;
+    "#,
+    r#"
+    host office = 203.0.113.128;
+    allow in from office/27 tcp to [http, https] state new,established;
+    "#,
+    r#"
+    net office = 203.0.113.128/27;
+    net office6 = "2001:db8:200::/48";
+    group "web (public)" {
+        accept in on "eth+" tcp from office port 1024: to :1023 comment "lan";
+        log in icmpv6 type neighbour-solicitation limit 5/minute burst 10 prefix "ND: ";
+        reject forward udp from office6 to 6000:6010;
+        drop out on eth0.100 icmp type echo-request;
+    }
+    allow in all from any to 192.0.2.1 state new,invalid,untracked;
+    policy output allow;
+    "#,
+];
+
+fn tokens(src: &str) -> TokenStream {
+    src.parse().expect("test source lexes")
+}
+
+/// Runs the macro as the facade calls it; fails the test if it panics or returns
+/// neither an expansion nor `compile_error!`.
+fn run(body: TokenStream) -> String {
+    run_raw(quote!(::vpsfw; #body))
+}
+
+fn run_raw(input: TokenStream) -> String {
+    let shown = input.to_string();
+    let out = catch_unwind(AssertUnwindSafe(|| crate::firewall2(input)))
+        .unwrap_or_else(|_| panic!("firewall! panicked on `{shown}`"));
+    let out = out.to_string();
+    assert!(
+        out.contains("compile_error") || out.contains("__private"),
+        "firewall! returned neither an expansion nor an error on `{shown}`: {out}"
+    );
+    out
+}
+
+/// Each error of the macro: its message and the source text it underlines.
+fn errors(src: &str) -> Vec<(String, String)> {
+    let body = tokens(src);
+    match crate::expand_policy(quote!(::vpsfw; #body)) {
+        Ok(_) => Vec::new(),
+        Err(all) => all
+            .into_iter()
+            .map(|e| (e.to_string(), e.span().source_text().unwrap_or_default()))
+            .collect(),
+    }
+}
+
+/// The one error of `src`, as (message, underlined text).
+fn error(src: &str) -> (String, String) {
+    let mut all = errors(src);
+    assert_eq!(
+        all.len(),
+        1,
+        "expected one error from `{src}`, got {all:#?}"
+    );
+    all.remove(0)
+}
+
+fn rebuild(group: &Group, stream: TokenStream) -> TokenTree {
+    let mut g = Group::new(group.delimiter(), stream);
+    g.set_span(group.span());
+    TokenTree::Group(g)
+}
+
+fn joined(
+    before: &[TokenTree],
+    middle: impl IntoIterator<Item = TokenTree>,
+    after: &[TokenTree],
+) -> TokenStream {
+    before
+        .iter()
+        .cloned()
+        .chain(middle)
+        .chain(after.iter().cloned())
+        .collect()
+}
+
+/// Every stream with one token tree removed, at any depth; for a group, also the
+/// stream with only its delimiters removed.
+fn deletions(ts: &TokenStream) -> Vec<TokenStream> {
+    let items: Vec<TokenTree> = ts.clone().into_iter().collect();
+    let mut out = Vec::new();
+    for (i, tt) in items.iter().enumerate() {
+        let (before, after) = (&items[..i], &items[i + 1..]);
+        out.push(joined(before, None, after));
+        if let TokenTree::Group(g) = tt {
+            out.push(joined(before, g.stream(), after));
+            for inner in deletions(&g.stream()) {
+                out.push(joined(before, Some(rebuild(g, inner)), after));
+            }
+        }
+    }
+    out
+}
+
+/// Every prefix of the stream; a prefix ending inside a group keeps the group's
+/// delimiters (a token stream is always balanced) and drops what follows it.
+fn truncations(ts: &TokenStream) -> Vec<TokenStream> {
+    let items: Vec<TokenTree> = ts.clone().into_iter().collect();
+    let mut out = Vec::new();
+    for (i, tt) in items.iter().enumerate() {
+        out.push(items[..i].iter().cloned().collect());
+        if let TokenTree::Group(g) = tt {
+            for inner in truncations(&g.stream()) {
+                out.push(joined(&items[..i], Some(rebuild(g, inner)), &[]));
+            }
+        }
+    }
+    out.push(ts.clone());
+    out
+}
+
+#[test]
+fn valid_policies_expand() {
+    for src in VALID {
+        let out = run(tokens(src));
+        assert!(!out.contains("compile_error"), "`{src}` gave {out}");
+        assert!(out.contains(":: vpsfw :: __private"), "{out}");
+    }
+}
+
+#[test]
+fn never_panics_on_truncations_and_deletions() {
+    let mut n = 0;
+    for src in VALID {
+        let ts = tokens(src);
+        for variant in truncations(&ts).into_iter().chain(deletions(&ts)) {
+            run(variant);
+            n += 1;
+        }
+    }
+    assert!(n > 400, "only {n} variants");
+}
+
+/// xorshift64*: a tiny deterministic generator, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    fn word<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.below(words.len())]
+    }
+}
+
+const WORDS: &[&str] = &[
+    "allow",
+    "accept",
+    "drop",
+    "reject",
+    "log",
+    "in",
+    "out",
+    "forward",
+    "on",
+    "from",
+    "to",
+    "port",
+    "state",
+    "limit",
+    "burst",
+    "prefix",
+    "comment",
+    "type",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "ipv6",
+    "all",
+    "any",
+    "host",
+    "net",
+    "policy",
+    "group",
+    "input",
+    "output",
+    "new",
+    "established",
+    "related",
+    "invalid",
+    "untracked",
+    "second",
+    "minute",
+    "hour",
+    "day",
+    "http",
+    "https",
+    "htps",
+    "ssh",
+    "dns",
+    "lo",
+    "eth0",
+    "echo",
+    "request",
+    "neighbour",
+    "solicitation",
+    "office",
+    "admin",
+    "web",
+    "self",
+    "crate",
+    "fn",
+    "_x",
+    "é",
+    "Ω",
+];
+
+const PUNCT: &[char] = &[
+    ';', ',', ':', '/', '.', '-', '+', '=', '!', '#', '<', '>', '*', '&', '@', '?', '$', '%', '^',
+    '|', '~',
+];
+
+const STRINGS: &[&str] = &[
+    "2001:db8::1",
+    "2001:db8::/32",
+    "2001:db8::/129",
+    "2001:db8:::1",
+    "::",
+    "eth+",
+    "+",
+    "..",
+    "SSH-IN: ",
+    "",
+    " ",
+    "\"",
+    "'",
+    "`id`",
+    "$(reboot)",
+    "a\nb",
+    "\0",
+    "\u{202e}evil",
+    "é✓🔥",
+    "office",
+    "203.0.113.130/27",
+    "averyveryveryverylongname-averyveryveryverylongname-averyveryveryverylongname",
+];
+
+fn random_literal(rng: &mut Rng) -> Literal {
+    match rng.below(9) {
+        0 => Literal::u64_unsuffixed(*rng.pick(&[
+            0,
+            1,
+            22,
+            27,
+            32,
+            33,
+            128,
+            129,
+            255,
+            256,
+            1023,
+            1024,
+            65535,
+            65536,
+            u64::MAX,
+        ])),
+        1 => Literal::u128_unsuffixed(99_999_999_999_999_999_999),
+        2 => Literal::f64_unsuffixed(*rng.pick(&[198.51, 100.7, 0.0, 203.0, 113.13, 0.5])),
+        3 => rng
+            .pick(&[
+                "1e5", "1.5f32", "80u8", "0x50", "0b1", "1_000", "1.", "255.255",
+            ])
+            .parse::<TokenStream>()
+            .ok()
+            .and_then(|ts| match ts.into_iter().next() {
+                Some(TokenTree::Literal(l)) => Some(l),
+                _ => None,
+            })
+            .unwrap_or_else(|| Literal::u8_unsuffixed(7)),
+        4 => Literal::character(*rng.pick(&['a', '\'', '"', '\n'])),
+        5 => Literal::byte_string(b"tcp"),
+        _ => Literal::string(rng.word(STRINGS)),
+    }
+}
+
+fn random_tree(rng: &mut Rng, depth: u32) -> TokenTree {
+    match rng.below(if depth < 3 { 12 } else { 10 }) {
+        0..=4 => {
+            let w = *rng.pick(WORDS);
+            let ident = if rng.below(20) == 0 && !matches!(w, "self" | "crate" | "_x") {
+                Ident::new_raw(w, Span::call_site())
+            } else {
+                Ident::new(w, Span::call_site())
+            };
+            TokenTree::Ident(ident)
+        }
+        5..=7 => {
+            let spacing = if rng.below(3) == 0 {
+                Spacing::Joint
+            } else {
+                Spacing::Alone
+            };
+            TokenTree::Punct(Punct::new(*rng.pick(PUNCT), spacing))
+        }
+        8 | 9 => TokenTree::Literal(random_literal(rng)),
+        _ => {
+            let delimiter = *rng.pick(&[
+                Delimiter::Brace,
+                Delimiter::Bracket,
+                Delimiter::Parenthesis,
+                Delimiter::None,
+            ]);
+            TokenTree::Group(Group::new(delimiter, random_stream(rng, depth + 1)))
+        }
+    }
+}
+
+fn random_stream(rng: &mut Rng, depth: u32) -> TokenStream {
+    let len = rng.below(if depth == 0 { 40 } else { 8 });
+    (0..len).map(|_| random_tree(rng, depth)).collect()
+}
+
+/// A statement that is nearly valid: the right kinds of token in roughly the right
+/// places, so the random walk reaches deep into the parser and the checker.
+fn random_statement(rng: &mut Rng) -> String {
+    let addr = || {
+        [
+            "198.51.100.7",
+            "203.0.113.130/27",
+            "203.0.113.128/27",
+            "1.2.3",
+            "10.0.0.0/33",
+            "\"2001:db8::1\"",
+            "\"2001:db8::/129\"",
+            "office",
+            "office/27",
+            "office/300",
+            "admin",
+            "any",
+            "htps",
+        ]
+    };
+    let ports = [
+        "22",
+        "0",
+        "65536",
+        "ssh",
+        "1024:",
+        ":1023",
+        "2048:1024",
+        "[http, https]",
+        "[]",
+        "[http, http]",
+        "[1:2, 3]",
+    ];
+    let mut s = String::new();
+    match rng.below(6) {
+        0 => {
+            s += rng.word(&["host", "net"]);
+            s += " ";
+            s += rng.word(&["office", "admin", "ssh", "any", "web"]);
+            s += " = ";
+            s += rng.word(&addr());
+            if rng.below(3) == 0 {
+                s += ", ";
+                s += rng.word(&addr());
+            }
+        }
+        1 => {
+            s += "policy ";
+            s += rng.word(&["input", "output", "forward", "inptu"]);
+            s += " ";
+            s += rng.word(&["drop", "allow", "accept", "reject"]);
+        }
+        _ => {
+            s += rng.word(&["allow", "drop", "reject", "log", "alow"]);
+            s += " ";
+            s += rng.word(&["in", "out", "forward", "inn"]);
+            for _ in 0..rng.below(6) {
+                s += " ";
+                match rng.below(10) {
+                    0 => s += rng.word(&["tcp", "udp", "icmp", "icmpv6", "all", "tpc"]),
+                    1 => {
+                        s += rng.word(&["from ", "to "]);
+                        s += rng.word(&addr());
+                        if rng.below(3) == 0 {
+                            s += " port ";
+                            s += rng.word(&ports);
+                        }
+                    }
+                    2 => {
+                        s += rng.word(&["from ", "to "]);
+                        s += rng.word(&ports);
+                    }
+                    3 => {
+                        s += "on ";
+                        s += rng.word(&["lo", "eth0", "\"eth+\"", "\"a/b\"", "averyverylongname0"]);
+                    }
+                    4 => s += rng.word(&["state new", "state new,established", "state neww"]),
+                    5 => {
+                        s += rng.word(&[
+                            "limit 5/minute",
+                            "limit 0/second burst 0",
+                            "limit 20000/second",
+                        ])
+                    }
+                    6 => s += rng.word(&["prefix \"X: \"", "prefix \"$x\"", "comment \"web\""]),
+                    7 => {
+                        s += rng.word(&[
+                            "type echo-request",
+                            "type neighbour-solicitation",
+                            "type x",
+                        ])
+                    }
+                    8 => s += rng.word(&["port 22", "burst 3", "stat"]),
+                    _ => s += rng.word(&["[", "]", "{}", ";", ",", "/"]),
+                }
+            }
+        }
+    }
+    s += ";";
+    s
+}
+
+#[test]
+fn never_panics_on_random_tokens() {
+    let mut rng = Rng(0x5eed_f00d_cafe_b0ba);
+    for _ in 0..3000 {
+        let body = random_stream(&mut rng, 0);
+        run(body.clone());
+        if rng.below(10) == 0 {
+            // Without the facade's `KRATE ;` prefix, too.
+            run_raw(body);
+        }
+    }
+}
+
+#[test]
+fn never_panics_on_random_statements() {
+    let mut rng = Rng(0x0bad_c0de_1234_5678);
+    let mut expanded = 0;
+    for _ in 0..3000 {
+        let mut src = String::new();
+        let grouped = rng.below(3) == 0;
+        if grouped {
+            src += "group g {";
+        }
+        for _ in 0..1 + rng.below(5) {
+            src += &random_statement(&mut rng);
+        }
+        if grouped {
+            src += "}";
+        }
+        // A stray `[` or `]` leaves the source unbalanced: it does not lex, skip it.
+        let Ok(body) = src.parse::<TokenStream>() else {
+            continue;
+        };
+        if !run(body).contains("compile_error") {
+            expanded += 1;
+        }
+    }
+    assert!(
+        expanded > 0,
+        "no random policy was valid: the generator is too noisy"
+    );
+}
+
+#[test]
+fn errors_underline_the_tokens_at_fault() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "net office = 203.0.113.130/27;",
+            "`203.0.113.130/27` has host bits set; did you mean the network `203.0.113.128/27`?",
+            "203.0.113.130/27",
+        ),
+        (
+            "allow in tcp from 1024: to [http, htps] state new;",
+            "unknown service `htps`; did you mean `https`?",
+            "htps",
+        ),
+        (
+            "host office = 203.0.113.130; allow in from office/27;",
+            "`office/27` has host bits set (`office` is 203.0.113.130); did you mean the network `203.0.113.128/27`?",
+            "office/27",
+        ),
+        (
+            "allow in to [http, https];",
+            "destination ports need `tcp` or `udp`, but no protocol is given",
+            "[http, https]",
+        ),
+        (
+            "allow in to 1024:;",
+            "destination ports need `tcp` or `udp`, but no protocol is given",
+            "1024:",
+        ),
+        (
+            "host office = 203.0.113.128; allow in from office port 1024:;",
+            "source ports need `tcp` or `udp`, but no protocol is given",
+            "port 1024:",
+        ),
+        (
+            "allow in tcp to 2048:1024;",
+            "port range 2048:1024 is reversed; did you mean `1024:2048`?",
+            "2048:1024",
+        ),
+        (
+            "allow in icmp type echo-requst;",
+            "unknown icmp type `echo-requst`; did you mean `echo-request`?",
+            "echo-requst",
+        ),
+        (
+            "allow;",
+            "expected a direction after `allow`: `in`, `out` or `forward`",
+            ";",
+        ),
+        ("allow in from ;", "expected an address, a name, `any` or ports after `from`", ";"),
+        ("allow in tcp to ssh\nallow out;", "expected `;` before `allow`", "allow"),
+        ("allow in tcp to ssh", "expected `;` after this statement", "ssh"),
+        (
+            "allow in from 198.51.100.7 to \"2001:db8::1\";",
+            "`to 2001:db8::1` is IPv6 but `from 198.51.100.7` is IPv4 only; one rule cannot mix IPv4 and IPv6",
+            "\"2001:db8::1\"",
+        ),
+        (
+            "host admin = 198.51.100.7; host admin = 198.51.100.8;",
+            "name `admin` is declared twice",
+            "admin",
+        ),
+        (
+            "log in prefix \"$HOME\";",
+            "log prefix `$HOME` contains `$`, which cannot be rendered safely; use letters, digits, spaces and _ - . , : / + = @ ( ) [ ]",
+            "\"$HOME\"",
+        ),
+        (
+            "allow in tcp to ssh limit 0/minute;",
+            "a rate of 0 never lets anything through; use `drop` instead",
+            "0/minute",
+        ),
+    ];
+    for (src, message, text) in cases {
+        assert_eq!(error(src), (message.to_string(), text.to_string()), "{src}");
+    }
+}
+
+#[test]
+fn every_error_is_reported_in_source_order() {
+    // Syntax errors (found while parsing) and value errors (found by the checker)
+    // interleave in the order written.
+    let all = errors(
+        "allow in tcp to 0;
+         allow in tpc to ssh;
+         net office = 203.0.113.130/27;
+         alow in;
+         policy input reject;",
+    );
+    let texts: Vec<&str> = all.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["0", "tpc", "203.0.113.130/27", "alow", "reject"]);
+}
+
+#[test]
+fn several_errors_compile_as_one_expression() {
+    // `compile_error!{..}` invocations side by side are statements; in expression
+    // position they must sit in a block, or rustc reports nonsense after the first.
+    let out = run(tokens("allow in tcp to 0; allow in tcp to 65536;"));
+    assert!(out.starts_with('{') && out.ends_with('}'), "{out}");
+    assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+}
+
+#[test]
+fn a_broken_declaration_does_not_cascade() {
+    // The name's statement is wrong; its uses must not add "undefined name" errors.
+    for src in [
+        "host admin = admin.example.com; allow in from admin; allow in tcp from admin port 22;",
+        "host admin = ; allow in from admin;",
+        "hots admin = 198.51.100.7; allow in from admin;",
+        "host admin = 1.2.3; allow in from admin to \"2001:db8::1\";",
+    ] {
+        let all = errors(src);
+        assert_eq!(all.len(), 1, "`{src}`: {all:#?}");
+    }
+}
+
+#[test]
+fn ports_of_a_service_word_point_at_the_word() {
+    let (message, text) = error("allow in to https;");
+    assert_eq!(
+        message,
+        "destination ports need `tcp` or `udp`, but no protocol is given"
+    );
+    assert_eq!(text, "https");
+}

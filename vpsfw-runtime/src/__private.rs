@@ -15,6 +15,7 @@ pub use crate::value::{
 use crate::value::{Port, PortRange};
 
 // Expansions name these through this module so they work without the prelude.
+pub use std::convert::From;
 pub use std::option::Option::{self, None, Some};
 pub use std::vec::Vec;
 

@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        policy input drop
+        allow in on lo;
+    };
+}

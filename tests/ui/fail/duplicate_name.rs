@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host admin = 198.51.100.7;
+        host admin = 198.51.100.8;
+    };
+}

@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        group web;
+        allow in tcp to http;
+    };
+}

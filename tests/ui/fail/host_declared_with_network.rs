@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host office = 203.0.113.128/27;
+    };
+}

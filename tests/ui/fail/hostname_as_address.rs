@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host admin = admin.example.com;
+        allow in from admin;
+    };
+}

@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        allow in icmp type echo-requst;
+    };
+}

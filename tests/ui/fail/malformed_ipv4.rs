@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host admin = 198.51.100;
+    };
+}

@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        allow in from 198.51.100.7.1;
+    };
+}

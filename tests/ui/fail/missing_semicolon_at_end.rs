@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        allow in tcp to ssh;
+        allow out tcp to http
+    };
+}

@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host ssh = 198.51.100.7;
+    };
+}

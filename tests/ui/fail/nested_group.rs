@@ -1,0 +1,9 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        group outer {
+            group inner {
+                allow in;
+            }
+        }
+    };
+}

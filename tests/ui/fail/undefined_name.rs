@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host office = 203.0.113.128;
+        allow in from ofice tcp to ssh;
+    };
+}

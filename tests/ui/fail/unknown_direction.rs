@@ -1,0 +1,5 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        allow inn tcp to ssh;
+    };
+}

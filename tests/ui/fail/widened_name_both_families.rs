@@ -1,0 +1,6 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host admin = 198.51.100.7, "2001:db8::7";
+        allow in from admin/24;
+    };
+}
