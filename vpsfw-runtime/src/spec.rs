@@ -263,12 +263,11 @@ fn check_names(items: &[Item], sink: &mut Sink) -> Names {
 }
 
 fn check_name_word(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    // No `-`: the macro reads a name as one Rust identifier.
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if name.is_empty() || !ok_chars || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(format!(
-            "`{}` is not a valid name; use letters, digits, `_` and `-`",
+            "`{}` is not a valid name; use letters, digits and `_`",
             shown(name)
         ));
     }
