@@ -62,6 +62,17 @@ fn check_prints_one_line_starting_with_the_verdict() {
     let text = stdout(&o);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("DROP "), "{text}");
+    // The deciding rule is quoted as written in the example, with its group and line.
+    let o = run(
+        "web_server",
+        &["--check", "in tcp from 203.0.113.99:40000 to 192.0.2.1:443"],
+    );
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("ACCEPT by IPv4 rule 4 of INPUT (group server, line ")
+            && text.ends_with("): allow in tcp from 1024: to [http, https] state new;\n"),
+        "{text}"
+    );
     let o = run(
         "internal_server",
         &[

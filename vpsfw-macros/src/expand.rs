@@ -138,6 +138,13 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
         quote!(#p::label(#s))
     });
     let line = opt(p, r.line(), |l| quote!(#l));
+    let text = match r.origin() {
+        Origin::Written { text: Some(t), .. } => {
+            let t = t.as_str();
+            quote!(#p::Some(#t))
+        }
+        _ => quote!(#p::None),
+    };
     quote! {
         #p::rule(#p::RuleParts {
             action: #p::Action::#action,
@@ -157,6 +164,7 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
             group: #group,
             comment: #comment,
             line: #line,
+            text: #text,
         })
     }
 }

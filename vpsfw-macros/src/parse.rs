@@ -218,7 +218,11 @@ fn parse_statement(
             let first = trees.next().map_or_else(Span::call_site, |t| t.span());
             let last = trees.last().map_or(first, |t| t.span());
             let at = locs.add(first, last);
-            parse_in(end, tokens, |input| parse_rule(input, at, group, locs)).map(Item::Rule)
+            let text = source_text(&tokens);
+            parse_in(end, tokens, |input| parse_rule(input, at, group, locs)).map(|mut rule| {
+                rule.text = Some(text);
+                Item::Rule(rule)
+            })
         }
     };
     match result {
@@ -403,6 +407,28 @@ fn joined_word(input: ParseStream) -> syn::Result<(String, Span, Span)> {
         last = plus.span;
     }
     Ok((text, first.span(), last))
+}
+
+/// The rule as written, for the evaluator's "why": each token's source text, spaced as
+/// in the source on one line (a rule over several lines is joined with single spaces).
+fn source_text(tokens: &TokenStream) -> String {
+    let mut out = String::new();
+    let mut prev_end: Option<proc_macro2::LineColumn> = None;
+    for tt in tokens.clone() {
+        let span = tt.span();
+        let start = span.start();
+        if let Some(end) = prev_end {
+            if start.line == end.line && start.column >= end.column && start.line > 0 {
+                out.extend(std::iter::repeat_n(' ', start.column - end.column));
+            } else {
+                out.push(' ');
+            }
+        }
+        out.push_str(&span.source_text().unwrap_or_else(|| tt.to_string()));
+        prev_end = Some(span.end());
+    }
+    out.push(';');
+    out
 }
 
 fn is_reserved(w: &str) -> bool {

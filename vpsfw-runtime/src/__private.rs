@@ -96,6 +96,7 @@ pub struct RuleParts {
     pub group: Option<Label>,
     pub comment: Option<Label>,
     pub line: Option<u32>,
+    pub text: Option<&'static str>,
 }
 
 pub fn rule(p: RuleParts) -> Rule {
@@ -116,6 +117,9 @@ pub fn rule(p: RuleParts) -> Rule {
         log_prefix: p.log_prefix,
         group: p.group,
         comment: p.comment,
-        origin: Origin::Written { line: p.line },
+        origin: Origin::Written {
+            line: p.line,
+            text: p.text.map(str::to_owned),
+        },
     }
 }

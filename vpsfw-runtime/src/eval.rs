@@ -95,14 +95,14 @@ impl fmt::Display for Decision<'_> {
                     about.push(format!("group {g}"));
                 }
                 match rule.origin() {
-                    Origin::Written { line: Some(l) } => about.push(format!("line {l}")),
-                    Origin::Written { line: None } => {}
+                    Origin::Written { line: Some(l), .. } => about.push(format!("line {l}")),
+                    Origin::Written { line: None, .. } => {}
                     Origin::Implicit { why } => about.push(format!("added by vpsfw: {why}")),
                 }
                 if !about.is_empty() {
                     write!(f, " ({})", about.join(", "))?;
                 }
-                write!(f, ": {rule}")
+                write!(f, ": {}", rule.text())
             }
             DecidedBy::Policy { chain } => write!(
                 f,

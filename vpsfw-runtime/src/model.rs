@@ -51,8 +51,11 @@ impl Defaults {
 /// Where a rule came from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
-    /// Written in the policy: its line (when known) and its text in canonical form.
-    Written { line: Option<u32> },
+    /// Written in the policy: its line and its text as written, where known.
+    Written {
+        line: Option<u32>,
+        text: Option<String>,
+    },
     /// Added by vpsfw itself; the text says why.
     Implicit { why: String },
 }
@@ -135,9 +138,17 @@ impl Rule {
     pub fn origin(&self) -> &Origin {
         &self.origin
     }
+    /// The rule as written in the policy, or in canonical form when that is not known.
+    pub fn text(&self) -> String {
+        match &self.origin {
+            Origin::Written { text: Some(t), .. } => t.clone(),
+            _ => self.to_string(),
+        }
+    }
+
     pub fn line(&self) -> Option<u32> {
         match self.origin {
-            Origin::Written { line } => line,
+            Origin::Written { line, .. } => line,
             Origin::Implicit { .. } => None,
         }
     }

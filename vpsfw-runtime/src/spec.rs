@@ -63,6 +63,8 @@ pub struct RuleSpec {
     pub at: Loc,
     /// The source line, where the producer knows it.
     pub line: Option<u32>,
+    /// The rule as written, where the producer has it.
+    pub text: Option<String>,
     pub group: Option<Spanned<String>>,
     pub action: Spanned<String>,
     pub direction: Spanned<String>,
@@ -83,6 +85,7 @@ impl RuleSpec {
         RuleSpec {
             at,
             line: None,
+            text: None,
             group: None,
             action,
             direction,
@@ -615,7 +618,10 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
         log_prefix,
         group,
         comment,
-        origin: Origin::Written { line: r.line },
+        origin: Origin::Written {
+            line: r.line,
+            text: r.text.clone(),
+        },
     })
 }
 
