@@ -83,7 +83,7 @@ if [ -z "$saved_v4" ]; then
 fi
 
 rules_v4 | iptables-restore -w 10 ||
-    die "loading the IPv4 ruleset failed (nothing was changed)"
+    { die "loading the IPv4 ruleset failed (nothing was changed)"; }
 if ! rules_v6 | ip6tables-restore -w 10; then
     printf '%s\n' "$saved_v4" | iptables-restore -w 10 ||
         die "loading the IPv6 ruleset failed, and so did putting the previous IPv4 ruleset back: check iptables -S now"

@@ -71,7 +71,7 @@ fn bench() {
         let check = median(|| drop(spec.build()), runs);
         let policy = spec.build().expect("generated policy checks");
         let krate = quote::quote!(::vpsfw);
-        let expand = median(|| drop(crate::expand::expand(&krate, &policy)), runs);
+        let expand = median(|| drop(crate::expand::expand(&krate, &policy, &[])), runs);
         let whole = median(|| drop(crate::firewall2(tokens.clone())), runs);
         let renders: Vec<Duration> = Format::ALL
             .iter()

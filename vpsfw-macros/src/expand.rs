@@ -6,16 +6,29 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use vpsfw_runtime::{
-    Action, Address, Direction, Family, Origin, Policy, Ports, Protocol, RateUnit, Rule, Verdict,
+    Action, Address, Direction, Family, Origin, Policy, Ports, Protocol, RateUnit, Rule, Target,
+    Verdict,
 };
 
 /// The expression that builds `policy`; `krate` is the path of the `vpsfw` facade.
-pub fn expand(krate: &TokenStream, policy: &Policy) -> TokenStream {
+pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenStream {
     let p = quote!(__vpsfw);
     let names = policy.names().iter().map(|n| {
         let name = n.name();
         let addr = address(&p, n.address());
         quote!(#p::name(#name, #addr))
+    });
+    let sets = policy.sets().iter().map(|s| {
+        let name = s.name();
+        let v4 = s.v4().iter().map(|n| {
+            let (a, l) = (u32::from(n.addr()), n.prefix_len());
+            quote!((#a, #l))
+        });
+        let v6 = s.v6().iter().map(|n| {
+            let (a, l) = (u128::from(n.addr()), n.prefix_len());
+            quote!((#a, #l))
+        });
+        quote!(#p::set(#name, &[#(#v4),*], &[#(#v6),*]))
     });
     let d = policy.defaults();
     let [input, forward, output] = [d.input, d.forward, d.output].map(|v| verdict(&p, v));
@@ -27,8 +40,10 @@ pub fn expand(krate: &TokenStream, policy: &Policy) -> TokenStream {
     quote! {
         {
             use #krate::__private as #p;
+            #(const _: &str = include_str!(#files);)*
             #p::policy(
                 <#p::Vec<_> as #p::From<_>>::from([#(#names),*]),
+                <#p::Vec<_> as #p::From<_>>::from([#(#sets),*]),
                 #p::Defaults { input: #input, forward: #forward, output: #output },
                 <#p::Vec<_> as #p::From<_>>::from([#(#rules),*]),
             )
@@ -68,6 +83,16 @@ fn address(p: &TokenStream, a: &Address) -> TokenStream {
     quote!(#p::addr(#name, #v4, #v6))
 }
 
+fn target(p: &TokenStream, t: &Target) -> TokenStream {
+    match t {
+        Target::Addr(a) => {
+            let a = address(p, a);
+            quote!(#p::addr_target(#a))
+        }
+        Target::Set { name, v4, v6 } => quote!(#p::set_target(#name, #v4, #v6)),
+    }
+}
+
 fn ports(p: &TokenStream, ports: &Ports) -> TokenStream {
     let pairs = ports.ranges().iter().map(|r| {
         let (lo, hi) = (r.lo().get(), r.hi().get());
@@ -99,8 +124,8 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
         Protocol::Icmp => quote!(#p::Protocol::Icmp),
         Protocol::Icmpv6 => quote!(#p::Protocol::Icmpv6),
     });
-    let src = opt(p, r.src(), |a| address(p, a));
-    let dst = opt(p, r.dst(), |a| address(p, a));
+    let src = opt(p, r.src(), |t| target(p, t));
+    let dst = opt(p, r.dst(), |t| target(p, t));
     let sport = opt(p, r.sport(), |x| ports(p, x));
     let dport = opt(p, r.dport(), |x| ports(p, x));
     let icmp_type = opt(p, r.icmp_type(), |t| {

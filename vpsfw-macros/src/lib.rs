@@ -41,7 +41,7 @@ fn expand_policy(input: TokenStream) -> syn::Result<TokenStream> {
     let (spec, mut errors) = parse::parse(body, &mut locs);
     let parsed_cleanly = errors.is_empty();
     match spec.build() {
-        Ok(policy) if parsed_cleanly => return Ok(expand::expand(&krate, &policy)),
+        Ok(policy) if parsed_cleanly => return Ok(expand::expand(&krate, &policy, &locs.files)),
         Ok(_) => {}
         Err(diags) => errors.extend(diags.0.iter().filter(|d| !locs.is_quiet(d.at)).map(|d| {
             let (first, last) = locs.get(d.at);

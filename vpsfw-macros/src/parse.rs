@@ -11,8 +11,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, LitFloat, LitInt, LitStr, Token};
 use vpsfw_runtime::diag::{closest, shown};
 use vpsfw_runtime::spec::{
-    AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec, PortSpec, RuleSpec,
-    Spec,
+    read_set_file, AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec,
+    PortSpec, RuleSpec, SetElement, SetSpec, Spec,
 };
 use vpsfw_runtime::{service_port, Action, Loc, Protocol, Spanned};
 
@@ -22,7 +22,7 @@ const CLAUSES: &[&str] = &[
 ];
 
 /// The words that start a statement other than a rule.
-const STATEMENTS: &[&str] = &["host", "net", "policy", "group"];
+const STATEMENTS: &[&str] = &["host", "net", "set", "policy", "group"];
 
 /// Where each [`Loc`] points: the first and last token of what it names.
 #[derive(Default)]
@@ -31,6 +31,9 @@ pub struct Locs {
     /// Locations whose diagnostics are not shown, because a syntax error on the same
     /// statement already is (a name whose addresses could not be parsed).
     quiet: Vec<Loc>,
+    /// Set files read, by absolute path: the expansion `include_str!`s them so cargo
+    /// rebuilds when one changes.
+    pub files: Vec<String>,
 }
 
 impl Locs {
@@ -198,6 +201,7 @@ fn parse_statement(
             result.map(Item::Name)
         }
         "policy" => parse_in(end, tokens, |input| parse_default(input, locs)).map(Item::Default),
+        "set" => parse_in(end, tokens, |input| parse_set(input, locs)).map(Item::Set),
         "group" => {
             if group.is_some() {
                 errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
@@ -254,6 +258,75 @@ fn peek_word(input: ParseStream, w: &str) -> bool {
 }
 
 /// `host NAME = ADDR, ADDR` / `net NAME = NET, NET`
+/// `set NAME = [ADDR, ...]` or `set NAME from "path"` (relative to the crate's
+/// Cargo.toml), one address or network per line, `#` comments.
+fn parse_set(input: ParseStream, locs: &mut Locs) -> syn::Result<SetSpec> {
+    word(input)?;
+    let name = input
+        .call(Ident::parse_any)
+        .map_err(|e| syn::Error::new(e.span(), "expected a name after `set`"))?;
+    let name = spanned(name.to_string(), name.span(), name.span(), locs);
+    if peek_word(input, "from") {
+        word(input)?;
+        let path: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected the file in quotes after `from`, such as `\"sets/blocklist.txt\"`",
+            )
+        })?;
+        let shown_path = path.value();
+        let base = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+        let full = std::path::Path::new(&base).join(&shown_path);
+        let text = std::fs::read_to_string(&full).map_err(|e| {
+            syn::Error::new(
+                path.span(),
+                format!("cannot read set file `{}`: {e}", full.display()),
+            )
+        })?;
+        locs.files.push(full.to_string_lossy().into_owned());
+        let at = locs.add(path.span(), path.span());
+        let elements = read_set_file(&text)
+            .into_iter()
+            .map(|(line, t)| SetElement {
+                text: Spanned::new(t, at),
+                line: Some(line),
+            })
+            .collect();
+        return Ok(SetSpec {
+            name,
+            file: Some(shown_path),
+            elements,
+        });
+    }
+    input.parse::<Token![=]>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!(
+                "expected `= [...]` or `from \"file\"` after `set {}`",
+                name.value
+            ),
+        )
+    })?;
+    let content;
+    syn::bracketed!(content in input);
+    let mut elements = Vec::new();
+    while !content.is_empty() {
+        elements.push(SetElement {
+            text: parse_address_literal(&content, locs)?,
+            line: None,
+        });
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    Ok(SetSpec {
+        name,
+        file: None,
+        elements,
+    })
+}
+
 fn parse_name(
     input: ParseStream,
     kw: &str,

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::addr::Address;
-pub use crate::model::{Defaults, NameDef, Origin, Policy, Rule};
+pub use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
+pub use crate::set::SetDef;
 pub use crate::value::{
     Action, Direction, Family, IcmpType, Iface, Label, Limit, LogPrefix, Ports, Protocol, RateUnit,
     States, Verdict,
@@ -19,13 +20,47 @@ pub use std::convert::From;
 pub use std::option::Option::{self, None, Some};
 pub use std::vec::Vec;
 
-pub fn policy(names: Vec<NameDef>, defaults: Defaults, written: Vec<Rule>) -> Policy {
+pub fn policy(
+    names: Vec<NameDef>,
+    sets: Vec<SetDef>,
+    defaults: Defaults,
+    written: Vec<Rule>,
+) -> Policy {
     let mut rules = crate::spec::implicit_rules();
     rules.extend(written);
     Policy {
         names,
+        sets,
         defaults,
         rules,
+    }
+}
+
+/// A set from `(address, prefix)` pairs as integers: compact to compile for large sets.
+pub fn set(name: &str, v4: &[(u32, u8)], v6: &[(u128, u8)]) -> SetDef {
+    let nets4 = v4.iter().filter_map(|&(a, l)| {
+        Ipv4Net::new(Ipv4Addr::from(a), l)
+            .ok()
+            .map(ipnet::IpNet::V4)
+    });
+    let nets6 = v6.iter().filter_map(|&(a, l)| {
+        Ipv6Net::new(Ipv6Addr::from(a), l)
+            .ok()
+            .map(ipnet::IpNet::V6)
+    });
+    let nets: Vec<ipnet::IpNet> = nets4.chain(nets6).collect();
+    SetDef::new(name, nets).unwrap_or_else(|_| SetDef::placeholder(name))
+}
+
+pub fn addr_target(a: Address) -> Target {
+    Target::Addr(a)
+}
+
+pub fn set_target(name: &str, v4: bool, v6: bool) -> Target {
+    Target::Set {
+        name: name.to_owned(),
+        v4,
+        v6,
     }
 }
 
@@ -85,8 +120,8 @@ pub struct RuleParts {
     pub v6: bool,
     pub iface: Option<Iface>,
     pub proto: Option<Protocol>,
-    pub src: Option<Address>,
-    pub dst: Option<Address>,
+    pub src: Option<Target>,
+    pub dst: Option<Target>,
     pub sport: Option<Ports>,
     pub dport: Option<Ports>,
     pub icmp_type: Option<IcmpType>,

@@ -34,8 +34,8 @@ use std::fmt;
 use crate::diag::{Diagnostics, Loc, Spanned};
 use crate::model::Policy;
 use crate::spec::{
-    AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec, PortSpec, RuleSpec,
-    Spec,
+    read_set_file, AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec,
+    PortSpec, RuleSpec, SetElement, SetSpec, Spec,
 };
 use crate::value::{Action, Chain, Direction, Protocol, RateUnit, State, Verdict};
 
@@ -67,6 +67,8 @@ pub struct Builder {
     places: Vec<String>,
     group: Option<String>,
     rules: usize,
+    /// Problems found before checking (a set file that cannot be read).
+    unreadable: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -104,6 +106,54 @@ impl Builder {
     /// `net NAME = NET, ...`: networks, at most one per family.
     pub fn net(self, name: &str, networks: &[&str]) -> Self {
         self.name(NameKind::Net, name, networks)
+    }
+
+    /// `set NAME = [ADDR, ...]`: addresses and networks of both families, matched in
+    /// one lookup.
+    pub fn set<S: AsRef<str>>(mut self, name: &str, elements: &[S]) -> Self {
+        let place = format!("set `{name}`");
+        let name = self.text(place.clone(), name);
+        let elements = elements
+            .iter()
+            .map(|e| SetElement {
+                text: self.text(place.clone(), e.as_ref()),
+                line: None,
+            })
+            .collect();
+        self.spec.items.push(Item::Set(SetSpec {
+            name,
+            file: None,
+            elements,
+        }));
+        self
+    }
+
+    /// `set NAME from "path"`: one address or network per line, `#` comments. A file
+    /// that cannot be read is reported by [`Builder::build`].
+    pub fn set_file(mut self, name: &str, path: impl AsRef<std::path::Path>) -> Self {
+        let path = path.as_ref();
+        let place = format!("set `{name}`, file `{}`", path.display());
+        let name_s = self.text(place.clone(), name);
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let elements = read_set_file(&text)
+                    .into_iter()
+                    .map(|(line, t)| SetElement {
+                        text: self.text(format!("{place} line {line}"), &t),
+                        line: Some(line),
+                    })
+                    .collect();
+                self.spec.items.push(Item::Set(SetSpec {
+                    name: name_s,
+                    file: Some(path.display().to_string()),
+                    elements,
+                }));
+            }
+            Err(e) => self
+                .unreadable
+                .push((place, format!("cannot read the set file: {e}"))),
+        }
+        self
     }
 
     /// `policy CHAIN VERDICT`.
@@ -158,19 +208,24 @@ impl Builder {
 
     /// Runs every check; the error lists every problem with its place.
     pub fn build(self) -> Result<Policy, BuildError> {
-        self.spec.build().map_err(|diagnostics| BuildError {
-            problems: diagnostics
-                .0
-                .iter()
-                .map(|d| {
-                    let place = self
-                        .places
-                        .get(d.at.index() as usize)
-                        .cloned()
-                        .unwrap_or_default();
-                    (place, d.message.clone())
-                })
-                .collect(),
+        let result = self.spec.build();
+        if self.unreadable.is_empty() {
+            if let Ok(policy) = result {
+                return Ok(policy);
+            }
+        }
+        let diagnostics = result.err().unwrap_or(Diagnostics(Vec::new()));
+        let mut problems = self.unreadable.clone();
+        problems.extend(diagnostics.0.iter().map(|d| {
+            let place = self
+                .places
+                .get(d.at.index() as usize)
+                .cloned()
+                .unwrap_or_default();
+            (place, d.message.clone())
+        }));
+        Err(BuildError {
+            problems,
             diagnostics,
         })
     }

@@ -122,13 +122,13 @@ fn line_matches(line: &Line<'_>, p: &Packet) -> bool {
             return false;
         }
     }
-    if let Some(net) = line.src {
-        if !net.contains(&p.src) {
+    if let Some(t) = line.src {
+        if !t.contains(p.src) {
             return false;
         }
     }
-    if let Some(net) = line.dst {
-        if !net.contains(&p.dst) {
+    if let Some(t) = line.dst {
+        if !t.contains(p.dst) {
             return false;
         }
     }

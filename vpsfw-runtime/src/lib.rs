@@ -11,6 +11,7 @@ pub mod model;
 pub mod nft;
 pub mod render;
 pub mod ruleset;
+pub mod set;
 pub mod spec;
 pub mod value;
 
@@ -23,7 +24,8 @@ pub mod __private;
 pub use addr::Address;
 pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
 pub use eval::{DecidedBy, Decision, Outcome, Packet};
-pub use model::{Defaults, NameDef, Origin, Policy, Rule};
+pub use model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 pub use render::{render, render_with, Format, Layout};
+pub use set::SetDef;
 pub use spec::Spec;
 pub use value::*;

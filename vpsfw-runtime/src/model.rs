@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::Address;
+use crate::set::SetDef;
 use crate::value::*;
 
 /// The default policies of the three built-in chains.
@@ -48,6 +49,57 @@ impl Defaults {
     }
 }
 
+/// What a rule's source or destination matches: addresses, or a set by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Addr(Address),
+    /// A set of the policy; `v4`/`v6` say which families it has elements in.
+    Set {
+        name: String,
+        v4: bool,
+        v6: bool,
+    },
+}
+
+impl Target {
+    /// Whether the target matches anything in this family.
+    pub fn has(&self, f: Family) -> bool {
+        match self {
+            Target::Addr(a) => a.has(f),
+            Target::Set { v4, v6, .. } => match f {
+                Family::V4 => *v4,
+                Family::V6 => *v6,
+            },
+        }
+    }
+
+    /// The address of this family, for an address target.
+    pub fn net(&self, f: Family) -> Option<ipnet::IpNet> {
+        match self {
+            Target::Addr(a) => a.get(f),
+            Target::Set { .. } => None,
+        }
+    }
+
+    /// The set's name, for a set target.
+    pub fn set_name(&self) -> Option<&str> {
+        match self {
+            Target::Set { name, .. } => Some(name),
+            Target::Addr(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(a) => a.fmt(f),
+            Target::Set { name, .. } => f.write_str(name),
+        }
+    }
+}
+
 /// Where a rule came from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
@@ -69,8 +121,8 @@ pub struct Rule {
     pub(crate) v6: bool,
     pub(crate) iface: Option<Iface>,
     pub(crate) proto: Option<Protocol>,
-    pub(crate) src: Option<Address>,
-    pub(crate) dst: Option<Address>,
+    pub(crate) src: Option<Target>,
+    pub(crate) dst: Option<Target>,
     pub(crate) sport: Option<Ports>,
     pub(crate) dport: Option<Ports>,
     pub(crate) icmp_type: Option<IcmpType>,
@@ -105,10 +157,10 @@ impl Rule {
     pub fn proto(&self) -> Option<Protocol> {
         self.proto
     }
-    pub fn src(&self) -> Option<&Address> {
+    pub fn src(&self) -> Option<&Target> {
         self.src.as_ref()
     }
-    pub fn dst(&self) -> Option<&Address> {
+    pub fn dst(&self) -> Option<&Target> {
         self.dst.as_ref()
     }
     pub fn sport(&self) -> Option<&Ports> {
@@ -232,6 +284,7 @@ impl NameDef {
 #[serde(try_from = "PolicyRepr")]
 pub struct Policy {
     pub(crate) names: Vec<NameDef>,
+    pub(crate) sets: Vec<SetDef>,
     pub(crate) defaults: Defaults,
     pub(crate) rules: Vec<Rule>,
 }
@@ -239,6 +292,8 @@ pub struct Policy {
 #[derive(Deserialize)]
 struct PolicyRepr {
     names: Vec<NameDef>,
+    #[serde(default)]
+    sets: Vec<SetDef>,
     defaults: Defaults,
     rules: Vec<Rule>,
 }
@@ -248,16 +303,31 @@ impl TryFrom<PolicyRepr> for Policy {
 
     fn try_from(r: PolicyRepr) -> Result<Self, String> {
         let mut seen = std::collections::HashSet::new();
-        for n in &r.names {
-            if !seen.insert(n.name.as_str()) {
-                return Err(format!("name `{}` is declared twice", n.name));
+        let declared = r.names.iter().map(|n| n.name.as_str());
+        for name in declared.chain(r.sets.iter().map(SetDef::name)) {
+            if !seen.insert(name) {
+                return Err(format!("name `{name}` is declared twice"));
             }
         }
         for (i, rule) in r.rules.iter().enumerate() {
             rule.check().map_err(|e| format!("rule {}: {e}", i + 1))?;
+            for t in [&rule.src, &rule.dst].into_iter().flatten() {
+                if let Target::Set { name, v4, v6 } = t {
+                    let set = r.sets.iter().find(|s| s.name() == name);
+                    let ok =
+                        set.is_some_and(|s| s.has(Family::V4) == *v4 && s.has(Family::V6) == *v6);
+                    if !ok {
+                        return Err(format!(
+                            "rule {}: set `{name}` is not declared as used",
+                            i + 1
+                        ));
+                    }
+                }
+            }
         }
         Ok(Policy {
             names: r.names,
+            sets: r.sets,
             defaults: r.defaults,
             rules: r.rules,
         })
@@ -284,8 +354,8 @@ impl Rule {
                 return Err(format!("the rule is marked {f} but has no {f} match"));
             }
         }
-        for a in [&self.src, &self.dst].into_iter().flatten() {
-            if a.v4().is_none() && a.v6().is_none() {
+        for t in [&self.src, &self.dst].into_iter().flatten() {
+            if !t.has(Family::V4) && !t.has(Family::V6) {
                 return Err("an address has neither an IPv4 nor an IPv6 part".into());
             }
         }
@@ -316,5 +386,12 @@ impl Policy {
     /// Every rule in order, the ones vpsfw adds included.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+    /// The address sets, in the order declared.
+    pub fn sets(&self) -> &[SetDef] {
+        &self.sets
+    }
+    pub fn set(&self, name: &str) -> Option<&SetDef> {
+        self.sets.iter().find(|s| s.name() == name)
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
-use crate::model::{Policy, Rule};
+use crate::model::{Policy, Rule, Target};
 use crate::render::{comment_text, header, EOF_MARK};
 use crate::value::{Action, Chain, Family, PortRange, Protocol, Verdict};
 
@@ -43,8 +43,17 @@ fn ports(ranges: &[PortRange]) -> String {
     }
 }
 
-fn addr(out: &mut String, word: &str, net: Option<IpNet>) {
-    let Some(net) = net else { return };
+fn addr(out: &mut String, word: &str, target: Option<&Target>, policy: &Policy, f: Family) {
+    let Some(target) = target else { return };
+    if let Some(set) = target.set_name().and_then(|n| policy.set(n)) {
+        let fam = match f {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        };
+        let _ = write!(out, " {fam} {word} @{}", set.nft_name(f));
+        return;
+    }
+    let Some(net) = target.net(f) else { return };
     let fam = match net {
         IpNet::V4(_) => "ip",
         IpNet::V6(_) => "ip6",
@@ -56,8 +65,17 @@ fn addr(out: &mut String, word: &str, net: Option<IpNet>) {
     }
 }
 
+/// A set element: a bare address for a host, a prefix otherwise.
+fn elem(net: IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
 /// One nft rule; `family` is `None` for a rule written once for both families.
-fn write_rule(out: &mut String, rule: &Rule, family: Option<Family>) {
+fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Family>) {
     out.push_str("\t\t");
     let mut parts = String::new();
     if let Some(i) = rule.iface() {
@@ -69,8 +87,8 @@ fn write_rule(out: &mut String, rule: &Rule, family: Option<Family>) {
         let _ = write!(parts, " {word} \"{name}\"");
     }
     if let Some(f) = family {
-        addr(&mut parts, "saddr", rule.src().and_then(|a| a.get(f)));
-        addr(&mut parts, "daddr", rule.dst().and_then(|a| a.get(f)));
+        addr(&mut parts, "saddr", rule.src(), policy, f);
+        addr(&mut parts, "daddr", rule.dst(), policy, f);
     }
     if let Some(p) = rule.proto() {
         let name = match p {
@@ -189,6 +207,32 @@ fn body(out: &mut String, policy: &Policy) {
         out,
         "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
     );
+    for set in policy.sets() {
+        for f in Family::ALL.into_iter().filter(|f| set.has(*f)) {
+            let (ty, elements): (&str, Vec<String>) = match f {
+                Family::V4 => (
+                    "ipv4_addr",
+                    set.v4().iter().map(|n| elem(IpNet::V4(*n))).collect(),
+                ),
+                Family::V6 => (
+                    "ipv6_addr",
+                    set.v6().iter().map(|n| elem(IpNet::V6(*n))).collect(),
+                ),
+            };
+            let _ = write!(
+                out,
+                "\tset {} {{\n\t\ttype {ty}\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {{ ",
+                set.nft_name(f)
+            );
+            for (i, e) in elements.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(if i % 8 == 0 { ",\n\t\t\t" } else { ", " });
+                }
+                out.push_str(e);
+            }
+            out.push_str(" }\n\t}\n\n");
+        }
+    }
     let d = policy.defaults();
     for (i, chain) in Chain::ALL.into_iter().enumerate() {
         if i > 0 {
@@ -204,7 +248,7 @@ fn body(out: &mut String, policy: &Policy) {
             "\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy {policy_word};"
         );
         for (index, family) in chain_rules(policy, chain) {
-            write_rule(out, &policy.rules()[index], family);
+            write_rule(out, policy, &policy.rules()[index], family);
         }
         out.push_str("\t}\n");
     }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::model::Policy;
-use crate::ruleset::{chain_lines, Line};
+use crate::ruleset::{chain_lines, Line, LineTarget};
 use crate::value::{Action, Chain, Family, PortRange, Protocol, Verdict};
 
 /// The output formats.
@@ -26,16 +26,19 @@ pub enum Format {
     Nft,
     /// A POSIX sh script that loads the nft file in one transaction.
     NftSh,
+    /// The `ipset restore` file of the policy's address sets.
+    Ipset,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Sh,
         Format::Commands,
         Format::Restore,
         Format::Restore6,
         Format::Nft,
         Format::NftSh,
+        Format::Ipset,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Format {
             Format::Restore6 => "restore6",
             Format::Nft => "nft",
             Format::NftSh => "nft-sh",
+            Format::Ipset => "ipset",
         }
     }
 }
@@ -92,6 +96,7 @@ pub fn render_with(policy: &Policy, format: Format, layout: Layout) -> String {
         Format::Restore6 => restore(policy, Family::V6, layout),
         Format::Nft => crate::nft::file(policy),
         Format::NftSh => crate::nft::sh(policy),
+        Format::Ipset => ipset_file(policy),
     }
 }
 
@@ -160,11 +165,15 @@ pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
 fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     let rule = line.rule;
     let _ = write!(out, "-A {}", layout.chain_name(rule.chain()));
-    if let Some(s) = line.src {
-        let _ = write!(out, " -s {s}");
-    }
-    if let Some(d) = line.dst {
-        let _ = write!(out, " -d {d}");
+    let mut sets = Vec::new();
+    for (target, flag, dir) in [(line.src, "-s", "src"), (line.dst, "-d", "dst")] {
+        match target {
+            Some(LineTarget::Net(n)) => {
+                let _ = write!(out, " {flag} {n}");
+            }
+            Some(LineTarget::Set(set)) => sets.push((set.ipset_name(line.family), dir)),
+            None => {}
+        }
     }
     if let Some(i) = rule.iface() {
         let flag = match rule.chain() {
@@ -175,6 +184,11 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     }
     if let Some(p) = rule.proto() {
         let _ = write!(out, " -p {}", proto_name(p));
+    }
+    for (name, dir) in &sets {
+        let _ = write!(out, " -m set --match-set {name} {dir}");
+    }
+    if let Some(p) = rule.proto() {
         if p.has_ports()
             && (line.sport.is_some_and(|s| s.len() == 1)
                 || line.dport.is_some_and(|d| d.len() == 1))
@@ -287,6 +301,9 @@ pub fn stamp(policy: &Policy) -> String {
     let mut body = String::new();
     restore_body(&mut body, policy, Family::V4, Layout::Table);
     restore_body(&mut body, policy, Family::V6, Layout::Table);
+    for set in ipsets(policy) {
+        ipset_restore_lines(&mut body, &set, &set.name);
+    }
     let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -364,6 +381,92 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
     out
 }
 
+/// One ipset: its name, family word and elements.
+struct Ipset {
+    name: String,
+    family: &'static str,
+    maxelem: usize,
+    elements: Vec<String>,
+}
+
+/// The ipsets a policy needs: one per set and family it has elements in.
+fn ipsets(policy: &Policy) -> Vec<Ipset> {
+    let mut out = Vec::new();
+    for set in policy.sets() {
+        for f in Family::ALL.into_iter().filter(|f| set.has(*f)) {
+            let elements: Vec<String> = match f {
+                Family::V4 => set.v4().iter().map(ToString::to_string).collect(),
+                Family::V6 => set.v6().iter().map(ToString::to_string).collect(),
+            };
+            out.push(Ipset {
+                name: set.ipset_name(f),
+                family: if f == Family::V4 { "inet" } else { "inet6" },
+                maxelem: elements.len().next_power_of_two().max(65536),
+                elements,
+            });
+        }
+    }
+    out
+}
+
+fn ipset_restore_lines(out: &mut String, set: &Ipset, name: &str) {
+    let _ = writeln!(
+        out,
+        "create {name} hash:net family {} maxelem {} -exist\nflush {name}",
+        set.family, set.maxelem
+    );
+    for e in &set.elements {
+        let _ = writeln!(out, "add {name} {e}");
+    }
+}
+
+/// The `ipset restore` file of a policy's sets, for loading by hand before the
+/// restore files (the sh output does this itself, atomically).
+pub fn ipset_file(policy: &Policy) -> String {
+    let mut out = header(
+        policy,
+        "address sets, load with ipset -exist restore before the rules",
+    );
+    for set in ipsets(policy) {
+        ipset_restore_lines(&mut out, &set, &set.name);
+    }
+    out
+}
+
+/// The sh functions that make the sets exist, fill new copies, swap them in (a swap is
+/// its own undo) and clean up.
+fn write_set_functions(out: &mut String, sets: &[Ipset]) {
+    out.push_str(
+        "\ncommand -v ipset >/dev/null 2>&1 ||\n    die \"ipset not found; install the ipset package (nothing was changed)\"\n\n# The rules can be tested only once the sets they use exist; a new, empty set\n# changes nothing, as no loaded rule uses it yet.\n",
+    );
+    for set in sets {
+        let _ = writeln!(
+            out,
+            "ipset list -n {n} >/dev/null 2>&1 || ipset create {n} hash:net family {} maxelem {} ||\n    die \"could not create the address set {n} (nothing was changed)\"",
+            set.family,
+            set.maxelem,
+            n = set.name
+        );
+    }
+    let _ = writeln!(out, "\nnew_sets() {{\n    cat <<'{EOF_MARK}'");
+    for set in sets {
+        ipset_restore_lines(out, set, &format!("{}-new", set.name));
+    }
+    let _ = writeln!(out, "{EOF_MARK}\n}}\n\nswap_sets() {{");
+    for (i, set) in sets.iter().enumerate() {
+        let and = if i + 1 < sets.len() { " &&" } else { "" };
+        let _ = writeln!(out, "    ipset swap {n}-new {n}{and}", n = set.name);
+    }
+    out.push_str("}\n\ndrop_new_sets() {\n");
+    for set in sets {
+        let _ = writeln!(out, "    ipset destroy {}-new 2>/dev/null", set.name);
+    }
+    out.push_str("    return 0\n}\n\n# Sets of earlier policies that no rule uses any more.\nremove_old_sets() {\n    for s in $(ipset list -n); do\n        case $s in\n");
+    let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+    let _ = writeln!(out, "        {}) ;;", names.join(" | "));
+    out.push_str("        vpsfw-*) ipset destroy \"$s\" 2>/dev/null ;;\n        esac\n    done\n    return 0\n}\n");
+}
+
 /// The heredoc delimiter. No rendered line can equal it: rule lines start with `-A`,
 /// `:`, `*`, `#` or `COMMIT`, and policy text cannot contain a newline.
 pub(crate) const EOF_MARK: &str = "VPSFW_END_OF_RULES";
@@ -429,11 +532,24 @@ done
             " --noflush"
         }
     };
+    let sets = ipsets(policy);
+    if !sets.is_empty() {
+        write_set_functions(&mut out, &sets);
+    }
     for (family, name) in [(Family::V4, "rules_v4"), (Family::V6, "rules_v6")] {
         let _ = writeln!(out, "\n{name}() {{\n    cat <<'{EOF_MARK}'");
         restore_body(&mut out, policy, family, layout);
         let _ = writeln!(out, "{EOF_MARK}\n}}");
     }
+    // With sets, every way out after the swap puts the old set contents back.
+    let (fill, undo) = if sets.is_empty() {
+        (String::new(), "")
+    } else {
+        (
+            "\nnew_sets | ipset -exist restore || {\n    drop_new_sets\n    die \"filling the address sets failed (nothing was changed)\"\n}\nswap_sets || die \"swapping in the new address sets failed: check ipset list\"\n".to_owned(),
+            "swap_sets; drop_new_sets; ",
+        )
+    };
     let _ = write!(
         out,
         r#"
@@ -448,16 +564,23 @@ if [ -z "$saved_v4" ]; then
     # No filter table yet: the previous state was "accept everything".
     saved_v4=$(printf '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT')
 fi
-
+{fill}
 rules_v4 | iptables-restore -w 10{noflush} ||
-    die "loading the IPv4 ruleset failed (nothing was changed)"
+    {{ {undo}die "loading the IPv4 ruleset failed (nothing was changed)"; }}
 if ! rules_v6 | ip6tables-restore -w 10{noflush}; then
     printf '%s\n' "$saved_v4" | iptables-restore -w 10 ||
         die "loading the IPv6 ruleset failed, and so did putting the previous IPv4 ruleset back: check iptables -S now"
-    die "loading the IPv6 ruleset failed; the previous IPv4 ruleset was put back"
+    {undo}die "loading the IPv6 ruleset failed; the previous IPv4 ruleset was put back"
 fi
 "#
     );
+    if !sets.is_empty() {
+        out.push_str(
+            "drop_new_sets
+remove_old_sets
+",
+        );
+    }
     let _ = writeln!(
         out,
         "printf 'vpsfw: loaded policy {stamp} ({} IPv4 and {} IPv6 rules)\\n' >&2",

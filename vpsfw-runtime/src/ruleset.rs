@@ -4,11 +4,36 @@
 
 use ipnet::IpNet;
 
-use crate::model::{Policy, Rule};
+use crate::model::{Policy, Rule, Target};
 use crate::value::{Chain, Family, PortRange};
 
 /// `-m multiport` takes at most 15 ports, a range counting as two.
 pub const MULTIPORT_MAX: usize = 15;
+
+/// A source or destination as one family's rule matches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineTarget<'p> {
+    Net(IpNet),
+    /// A set of the policy, this family's half of it.
+    Set(&'p crate::set::SetDef),
+}
+
+impl<'p> LineTarget<'p> {
+    fn of(policy: &'p Policy, target: &'p Target, family: Family) -> Option<LineTarget<'p>> {
+        match target {
+            Target::Addr(a) => a.get(family).map(LineTarget::Net),
+            Target::Set { name, .. } => policy.set(name).map(LineTarget::Set),
+        }
+    }
+
+    /// Whether an address matches.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match self {
+            LineTarget::Net(n) => n.contains(&ip),
+            LineTarget::Set(s) => s.contains(ip),
+        }
+    }
+}
 
 /// One rule as rendered for one family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,8 +42,8 @@ pub struct Line<'p> {
     pub rule: &'p Rule,
     pub index: usize,
     pub family: Family,
-    pub src: Option<IpNet>,
-    pub dst: Option<IpNet>,
+    pub src: Option<LineTarget<'p>>,
+    pub dst: Option<LineTarget<'p>>,
     pub sport: Option<&'p [PortRange]>,
     pub dport: Option<&'p [PortRange]>,
 }
@@ -48,8 +73,8 @@ pub fn chain_lines(policy: &Policy, family: Family, chain: Chain) -> Vec<Line<'_
         if rule.chain() != chain || !rule.in_family(family) {
             continue;
         }
-        let src = rule.src().and_then(|a| a.get(family));
-        let dst = rule.dst().and_then(|a| a.get(family));
+        let src = rule.src().and_then(|t| LineTarget::of(policy, t, family));
+        let dst = rule.dst().and_then(|t| LineTarget::of(policy, t, family));
         let sports: Vec<Option<&[PortRange]>> = match rule.sport() {
             Some(p) => chunks(p.ranges()).into_iter().map(Some).collect(),
             None => vec![None],

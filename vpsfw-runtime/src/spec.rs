@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{parse_net, with_prefix, Address};
 use crate::diag::{did_you_mean, shown, Diagnostics, Loc, Sink, Spanned};
-use crate::model::{Defaults, NameDef, Origin, Policy, Rule};
+use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
+use crate::set::{check_set_name, SetDef};
 use crate::value::*;
 
 /// A policy as written.
@@ -30,6 +31,9 @@ pub struct Spec {
 pub enum Item {
     /// `host admin = 198.51.100.7, "2001:db8:100::7";` or `net office = 203.0.113.128/27;`
     Name(NameSpec),
+    /// `set blocklist = [198.51.100.0/24, "2001:db8:bad::/48"];` or
+    /// `set blocklist from "sets/blocklist.txt";`
+    Set(SetSpec),
     /// `policy input drop;`
     Default(DefaultSpec),
     Rule(RuleSpec),
@@ -49,6 +53,33 @@ pub struct NameSpec {
     pub name: Spanned<String>,
     /// One address or network per family.
     pub values: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSpec {
+    pub name: Spanned<String>,
+    /// The file the elements were read from, as written, for messages.
+    pub file: Option<String>,
+    pub elements: Vec<SetElement>,
+}
+
+/// One element of a set: the text, and its line when it comes from a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetElement {
+    pub text: Spanned<String>,
+    pub line: Option<u32>,
+}
+
+/// Reads a set file: one address or network per line; blank lines and `#` comments
+/// are skipped. Gives each element with its line number.
+pub fn read_set_file(text: &str) -> Vec<(u32, String)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.split('#').next().unwrap_or("").trim();
+            (!l.is_empty()).then(|| (i as u32 + 1, l.to_owned()))
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +190,7 @@ impl Spec {
         let mut rules = implicit_rules();
         for item in &self.items {
             match item {
-                Item::Name(_) => {}
+                Item::Name(_) | Item::Set(_) => {}
                 Item::Default(d) => {
                     let chain = sink.take(d.chain.at, d.chain.value.parse::<Chain>());
                     let verdict = sink.take(d.verdict.at, parse_verdict(&d.verdict.value));
@@ -183,18 +214,28 @@ impl Spec {
         if !sink.is_empty() {
             return Err(sink.finish());
         }
+        let (names, sets) = sorted_declarations(names);
         Ok(Policy {
-            names: sorted_names(names),
+            names,
+            sets,
             defaults,
             rules,
         })
     }
 }
 
-fn sorted_names(names: Names) -> Vec<NameDef> {
-    let mut defs: Vec<(Loc, Option<NameDef>)> = names.into_values().collect();
+fn sorted_declarations(names: Names) -> (Vec<NameDef>, Vec<SetDef>) {
+    let mut defs: Vec<(Loc, Option<Declared>)> = names.into_values().collect();
     defs.sort_by_key(|(at, _)| *at);
-    defs.into_iter().filter_map(|(_, def)| def).collect()
+    let (mut addrs, mut sets) = (Vec::new(), Vec::new());
+    for (_, def) in defs {
+        match def {
+            Some(Declared::Addr(d)) => addrs.push(d),
+            Some(Declared::Set(s)) => sets.push(s),
+            None => {}
+        }
+    }
+    (addrs, sets)
 }
 
 fn parse_verdict(s: &str) -> Result<Verdict, String> {
@@ -204,13 +245,60 @@ fn parse_verdict(s: &str) -> Result<Verdict, String> {
     s.parse()
 }
 
-/// Every declared name; `None` for a name whose declaration has a mistake (already
-/// reported), so its uses add no "undefined name" errors.
-type Names = HashMap<String, (Loc, Option<NameDef>)>;
+/// What a name stands for.
+enum Declared {
+    Addr(NameDef),
+    Set(SetDef),
+}
+
+/// Every declared name (addresses and sets share one namespace); `None` for a name
+/// whose declaration has a mistake (already reported), so its uses add no "undefined
+/// name" errors.
+type Names = HashMap<String, (Loc, Option<Declared>)>;
+
+fn check_set(n: &SetSpec, sink: &mut Sink) -> Option<SetDef> {
+    let name = &n.name.value;
+    let mut nets = Vec::with_capacity(n.elements.len());
+    let mut ok = true;
+    for e in &n.elements {
+        let place = match (&n.file, e.line) {
+            (Some(f), Some(l)) => format!("`{}` line {l}: ", shown(f)),
+            _ => String::new(),
+        };
+        match parse_net(&e.text.value) {
+            Ok(net) => nets.push(net),
+            Err(m) => {
+                sink.error(e.text.at, format!("{place}{m}"));
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    sink.take(
+        n.name.at,
+        check_set_name(name).and_then(|()| SetDef::new(name, nets)),
+    )
+}
 
 fn check_names(items: &[Item], sink: &mut Sink) -> Names {
     let mut names: Names = HashMap::new();
     for item in items {
+        if let Item::Set(set) = item {
+            let name = &set.name.value;
+            if let Err(e) = check_name_word(name) {
+                sink.error(set.name.at, e);
+                continue;
+            }
+            if names.contains_key(name) {
+                sink.error(set.name.at, format!("name `{name}` is declared twice"));
+                continue;
+            }
+            let def = check_set(set, sink).map(Declared::Set);
+            names.insert(name.clone(), (set.name.at, def));
+            continue;
+        }
         let Item::Name(n) = item else { continue };
         let name = &n.name.value;
         if let Err(e) = check_name_word(name) {
@@ -250,10 +338,10 @@ fn check_names(items: &[Item], sink: &mut Sink) -> Names {
             }
         }
         let def = match Address::new(Some(name.clone()), v4, v6) {
-            Some(address) if ok => Some(NameDef {
+            Some(address) if ok => Some(Declared::Addr(NameDef {
                 name: name.clone(),
                 address,
-            }),
+            })),
             None if ok => {
                 sink.error(n.name.at, format!("name `{name}` has no address"));
                 None
@@ -329,7 +417,18 @@ pub(crate) fn implicit_rules() -> Vec<Rule> {
 
 /// An endpoint's address and ports with where they were written, and whether every part
 /// of it was valid.
-type ResolvedEndpoint = (Option<(Address, Loc)>, Option<(Ports, Loc)>, bool);
+type ResolvedEndpoint = (Option<(Target, Loc)>, Option<(Ports, Loc)>, bool);
+
+fn target_of(def: &Declared) -> Target {
+    match def {
+        Declared::Addr(d) => Target::Addr(d.address.clone()),
+        Declared::Set(s) => Target::Set {
+            name: s.name().to_owned(),
+            v4: s.has(Family::V4),
+            v6: s.has(Family::V6),
+        },
+    }
+}
 
 /// Resolves one `from`/`to` into an address and ports.
 fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedEndpoint {
@@ -339,7 +438,7 @@ fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedE
     match &e.addr {
         None | Some(AddrSpec::Any(_)) => {}
         Some(AddrSpec::Literal(lit)) => match parse_net(&lit.value) {
-            Ok(net) => address = Some((Address::from_net(None, net), lit.at)),
+            Ok(net) => address = Some((Target::Addr(Address::from_net(None, net)), lit.at)),
             Err(m) => {
                 sink.error(lit.at, m);
                 ok = false;
@@ -347,15 +446,27 @@ fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedE
         },
         Some(AddrSpec::Name { name, prefix }) => match names.get(&name.value) {
             Some((_, None)) => ok = false,
-            Some((_, Some(def))) => match prefix {
-                None => address = Some((def.address.clone(), name.at)),
-                Some(p) => match widen(&name.value, &def.address, &p.value) {
-                    Ok(a) => address = Some((a, name.at)),
-                    Err(m) => {
-                        sink.error(p.at, m);
-                        ok = false;
+            Some((_, Some(def))) => match (prefix, def) {
+                (None, def) => address = Some((target_of(def), name.at)),
+                (Some(p), Declared::Addr(def)) => {
+                    match widen(&name.value, &def.address, &p.value) {
+                        Ok(a) => address = Some((Target::Addr(a), name.at)),
+                        Err(m) => {
+                            sink.error(p.at, m);
+                            ok = false;
+                        }
                     }
-                },
+                }
+                (Some(p), Declared::Set(_)) => {
+                    sink.error(
+                        p.at,
+                        format!(
+                            "`{}` is a set; `/N` widens only a single address",
+                            name.value
+                        ),
+                    );
+                    ok = false;
+                }
             },
             None => {
                 sink.error(name.at, undefined_name(&name.value, names));
@@ -364,7 +475,7 @@ fn check_endpoint(e: &EndpointSpec, names: &Names, sink: &mut Sink) -> ResolvedE
         },
         Some(AddrSpec::NameOrService(word)) => match names.get(&word.value) {
             Some((_, None)) => ok = false,
-            Some((_, Some(def))) => address = Some((def.address.clone(), word.at)),
+            Some((_, Some(def))) => address = Some((target_of(def), word.at)),
             None => match service_port(&word.value) {
                 Ok(p) => ports_from_word = Some((vec![PortRange::single(p)], word.at)),
                 Err(_) => {
