@@ -27,7 +27,7 @@ fn tampered_json_is_refused() {
         ("reversed range", tamper("[[1024,65535]]", "[[2000,1024]]")),
         ("unsafe comment", tamper("\"server\"", "\"x\\\"; reboot\"")),
         ("ports without tcp/udp", tamper("\"proto\":\"tcp\"", "\"proto\":null")),
-        ("v4 rule without v4 address", tamper("\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"name\":\"admin\",\"v4\":\"198.51.100.7/32\"", "\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"name\":\"admin\",\"v4\":null")),
+        ("v4 rule without v4 address", tamper("\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"addr\":{\"name\":\"admin\",\"v4\":\"198.51.100.7/32\"", "\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"addr\":{\"name\":\"admin\",\"v4\":null")),
         ("bad interface", tamper("\"lo\"", "\"lo;x\"")),
     ];
     for (what, bad) in cases {

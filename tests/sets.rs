@@ -146,3 +146,12 @@ fn sets_round_trip_through_json() {
         Outcome::Drop
     );
 }
+
+#[test]
+fn json_naming_an_undeclared_set_is_refused() {
+    let json = serde_json::to_string(&policy()).expect("serialize");
+    let from = "\"set\":{\"name\":\"partners\"";
+    assert!(json.contains(from), "fixture lost `{from}`");
+    let bad = json.replacen(from, "\"set\":{\"name\":\"nosuch\"", 1);
+    assert!(serde_json::from_str::<Policy>(&bad).is_err());
+}
