@@ -1,7 +1,7 @@
 //! Kernel tests: load firewall rules into a throwaway network namespace and
 //! send real packets through them.
 //!
-//! Needs root (network namespaces, iptables inside them). Without it every
+//! Needs root (network namespaces, iptables and nft inside them). Without it every
 //! trial is reported as *ignored* (never passed) and a banner explains why;
 //! with `CI=true` in the environment, being unable to run them is an error.
 //!
@@ -10,8 +10,11 @@
 //! `tests/roles/`): `matrix` loads the restore files and runs real probes
 //! written from the article's intent, each also checked against the offline
 //! evaluator; `sh_twice` runs the sh script twice; `commands` compares the
-//! one-command-per-rule output with the restore files. See
+//! one-command-per-rule output with the restore files; `matrix_nft` and
+//! `nft_sh_twice` do the same through the nft backend (`table inet vpsfw`). See
 //! `support/roles_matrix.rs`; `VPSFW_SHOW_MATRIX=1` prints every matrix.
+//! `differential::*` holds the evaluator to the kernel's per-rule counters on random
+//! policies, through iptables and through nft; see `differential/mod.rs`.
 //!
 //! Nothing here touches the host's network namespace: rules are loaded
 //! with `ip netns exec <lab namespace> ...` and packets are sent by threads
@@ -70,7 +73,10 @@ fn main() {
 
     let trials = tests
         .into_iter()
-        .map(|(name, f)| Trial::test(name, f).with_ignored_flag(skip))
+        .map(|(name, f)| {
+            let bench = name.starts_with("bench::");
+            Trial::test(name, f).with_ignored_flag(skip || bench)
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
@@ -85,6 +91,7 @@ mod linux {
 
     use libtest_mimic::Failed;
 
+    use crate::support::nft::Backend;
     use crate::support::roles_matrix;
     use crate::TestFn;
 
@@ -129,19 +136,27 @@ mod linux {
         }
     }
 
-    /// Every trial: the harness self-tests, then per role `roles::<role>::matrix`,
-    /// `roles::<role>::sh_twice` and `roles::<role>::commands`.
+    /// Every trial: the harness self-tests, the sh-safety checks, the differential
+    /// policies (`differential::policy_NN` through iptables, `differential::nft_policy_NN`
+    /// through nft), then per role `roles::<role>::matrix`, `sh_twice`, `commands`,
+    /// `matrix_nft` and `nft_sh_twice`.
     pub fn tests() -> Vec<(String, TestFn)> {
         let mut all: Vec<(String, TestFn)> = harness_tests()
             .into_iter()
             .map(|(name, f)| (name.to_owned(), Box::new(f) as TestFn))
             .collect();
         type Check = fn(&str, &vpsfw::Policy) -> Result<(), String>;
-        let checks: [(&str, Check); 3] = [
+        let checks: [(&str, Check); 5] = [
             ("matrix", roles_matrix::matrix),
             ("sh_twice", roles_matrix::sh_twice),
             ("commands", roles_matrix::commands),
+            ("matrix_nft", roles_matrix::matrix_nft),
+            ("nft_sh_twice", roles_matrix::nft_sh_twice),
         ];
+        all.push((
+            "harness::nft_counter_parser".to_owned(),
+            Box::new(|| crate::support::nft::parser_self_test().map_err(Failed::from)),
+        ));
         all.push((
             "golden::restore_files_parse".to_owned(),
             Box::new(|| crate::support::sh_safety::golden_files_parse().map_err(Failed::from)),
@@ -166,6 +181,23 @@ mod linux {
             crate::roles::web_server::policy(),
             crate::roles::web_server::policy(),
         );
+        // Benchmarks: ignored unless asked for (`-- --ignored bench`).
+        all.push((
+            "bench::sets_rules_vs_set".to_owned(),
+            Box::new(|| crate::support::sets_kernel::bench_rules_vs_set().map_err(Failed::from)),
+        ));
+        for (backend, nft) in [("iptables", false), ("nft", true)] {
+            all.push((
+                format!("sets::{backend}::ten_thousand_networks"),
+                Box::new(move || crate::support::sets_kernel::big_set(nft).map_err(Failed::from)),
+            ));
+            all.push((
+                format!("sets::{backend}::reload_changes_contents"),
+                Box::new(move || {
+                    crate::support::sets_kernel::set_reload(nft).map_err(Failed::from)
+                }),
+            ));
+        }
         all.push((
             "coexist::iptables_own_chains_keep_other_tools_rules".to_owned(),
             Box::new(move || {
@@ -178,15 +210,17 @@ mod linux {
                 crate::support::coexist::nft_table_survives(&web4).map_err(Failed::from)
             }),
         ));
-        for index in 0..crate::differential::policy_count() {
-            all.push((
-                format!("differential::policy_{index:02}"),
-                Box::new(move || {
-                    let summary = crate::differential::run_one(index)?;
-                    eprintln!("{summary}");
-                    Ok(())
-                }),
-            ));
+        for (prefix, backend) in [("policy", Backend::Iptables), ("nft_policy", Backend::Nft)] {
+            for index in 0..crate::differential::policy_count() {
+                all.push((
+                    format!("differential::{prefix}_{index:02}"),
+                    Box::new(move || {
+                        let summary = crate::differential::run_one(index, backend)?;
+                        eprintln!("{summary}");
+                        Ok(())
+                    }),
+                ));
+            }
         }
         for (role, policy) in crate::roles::all() {
             for (what, check) in checks {

@@ -23,3 +23,7 @@ pub mod coexist;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod nft;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod sets_kernel;
