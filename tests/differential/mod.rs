@@ -7,6 +7,14 @@
 //! must be the rule the evaluator names. A mismatch is shrunk to a minimal policy and
 //! printed as a reproducer.
 //!
+//! The same policies and packets also run through the nft backend (`Format::Nft`, `table
+//! inet vpsfw`), each in its own lab: there every nft rule carries a `counter`, read with
+//! `nft -j list ruleset`, and [`vpsfw::nft::chain_rules`] maps the nft rule that counted
+//! the packet back to the policy rule (and family) the evaluator must name. nft chain
+//! policies have no counter; a test table (`inet vpsfwtest`) counts the probe packets
+//! entering the hook before vpsfw's chain and leaving it accepted, so "no vpsfw rule
+//! counted" is a packet decided by the chain policy, and its verdict is checked too.
+//!
 //! `VPSFW_DIFF_POLICIES` and `VPSFW_DIFF_PACKETS` (per policy) make a longer run;
 //! `VPSFW_DIFF_SEED` picks another seed.
 
@@ -21,6 +29,7 @@ use vpsfw::{
 };
 
 use crate::support::netns::{in_netns, Lab};
+use crate::support::nft::{self, Backend};
 
 /// A small xorshift generator: reproducible from its seed, no dependency.
 struct Rng(u64);
@@ -85,8 +94,10 @@ const RULE_PORTS: &[&str] = &[
     "40000:40100",
 ];
 
-const PACKET_SPORTS: &[u16] = &[53, 80, 1023, 1500, 40000];
-const PACKET_DPORTS: &[u16] = &[22, 53, 80, 443, 1500, 8080, 9999];
+/// Packet ports: the rules' single ports, both sides of every range boundary (`:1023`,
+/// `1024:`, `1000:2000`, `40000:40100`), and ports no rule names.
+const PACKET_SPORTS: &[u16] = &[53, 80, 1023, 1024, 1500, 40000, 40100];
+const PACKET_DPORTS: &[u16] = &[22, 53, 80, 443, 999, 1000, 2000, 2001, 8080, 9999, 40101];
 
 /// A generated policy: the parts, so a failing one can be shrunk.
 #[derive(Clone)]
@@ -420,17 +431,49 @@ fn agrees(policy: &Policy, p: &Probe, k: &KernelCount) -> bool {
     k.decided == [(by, 1)] && k.logged == eval_logged
 }
 
+/// The test table in the vps for the nft backend: drops what a `reject` sends to the host
+/// itself over `lo` (priority raw, before vpsfw sees it), and counts the tcp/udp packets on
+/// eth0 entering each hook before vpsfw's chains (`<chain>_before`) and accepted by them
+/// (`<chain>_after`).
+const NFT_TEST_TABLE: &str = "\
+table inet vpsfwtest {
+	chain lo_out {
+		type filter hook output priority raw; policy accept;
+		oifname \"lo\" drop
+	}
+	chain input_before {
+		type filter hook input priority filter - 10; policy accept;
+		iifname \"eth0\" meta l4proto { tcp, udp } counter
+	}
+	chain input_after {
+		type filter hook input priority filter + 10; policy accept;
+		iifname \"eth0\" meta l4proto { tcp, udp } counter
+	}
+	chain output_before {
+		type filter hook output priority filter - 10; policy accept;
+		oifname \"eth0\" meta l4proto { tcp, udp } counter
+	}
+	chain output_after {
+		type filter hook output priority filter + 10; policy accept;
+		oifname \"eth0\" meta l4proto { tcp, udp } counter
+	}
+}
+";
+
 /// Namespace-level plumbing so each probe sends exactly one packet into the chain under
 /// test: the peer side never answers (its INPUT drops everything, and it sends no TCP
-/// but SYNs); neighbours are pinned so no neighbour discovery runs; and in the vps, the
-/// `raw` table (which the policy does not touch) drops what a `reject` sends to the
-/// host itself over `lo`, a second packet that would otherwise count in the filter table.
-fn prepare(lab: &Lab) -> Result<(), String> {
-    for tool in ["iptables", "ip6tables"] {
-        lab.exec(
-            lab.vps(),
-            &[tool, "-t", "raw", "-A", "OUTPUT", "-o", "lo", "-j", "DROP"],
-        )?;
+/// but SYNs and no ICMP at all); neighbours are pinned so no neighbour discovery runs; and
+/// in the vps, the `raw` table (which the policy does not touch; `inet vpsfwtest` at
+/// priority raw for nft) drops what a `reject` sends to the host itself over `lo`, a
+/// second packet that would otherwise count in the filter table.
+fn prepare(lab: &Lab, backend: Backend) -> Result<(), String> {
+    for (tool, icmp) in [("iptables", "icmp"), ("ip6tables", "ipv6-icmp")] {
+        if backend == Backend::Iptables {
+            lab.exec(
+                lab.vps(),
+                &[tool, "-t", "raw", "-A", "OUTPUT", "-o", "lo", "-j", "DROP"],
+            )?;
+        }
         lab.exec(lab.net(), &[tool, "-P", "INPUT", "DROP"])?;
         lab.exec(
             lab.net(),
@@ -438,6 +481,10 @@ fn prepare(lab: &Lab) -> Result<(), String> {
                 tool, "-A", "OUTPUT", "-p", "tcp", "!", "--syn", "-j", "DROP",
             ],
         )?;
+        lab.exec(lab.net(), &[tool, "-A", "OUTPUT", "-p", icmp, "-j", "DROP"])?;
+    }
+    if backend == Backend::Nft {
+        nft::load(lab, lab.vps(), NFT_TEST_TABLE)?;
     }
     let mac = |ns: &str| -> Result<String, String> {
         let out = lab.exec(ns, &["cat", "/sys/class/net/eth0/address"])?;
@@ -481,16 +528,39 @@ fn prepare(lab: &Lab) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads `policy` into a fresh lab and compares kernel and evaluator on `probes`;
-/// returns the first mismatch as text.
-fn compare(policy: &Policy, probes: &[Probe]) -> Result<Option<(Probe, String)>, String> {
+/// A mismatch: the probe and what kernel and evaluator said.
+type Mismatch = Option<(Probe, String)>;
+
+/// Loads `policy` into a fresh lab through `backend` and compares kernel and evaluator
+/// on `probes`; returns the first mismatch as text. A ruleset the kernel refuses is a
+/// mismatch on the first probe, so the shrinker can narrow it down too.
+fn compare(policy: &Policy, probes: &[Probe], backend: Backend) -> Result<Mismatch, String> {
     let peers: Vec<IpAddr> = PEERS.iter().filter_map(|p| p.parse().ok()).collect();
     let lab = Lab::try_new(&peers)?;
-    prepare(&lab)?;
-    let v4 = vpsfw::render(policy, vpsfw::Format::Restore);
-    let v6 = vpsfw::render(policy, vpsfw::Format::Restore6);
-    lab.restore_test(lab.vps(), &v4, &v6)?;
-    lab.load_restore(lab.vps(), &v4, &v6)?;
+    prepare(&lab, backend)?;
+    let refused = |e: String| Ok(probes.first().map(|p| (*p, e)));
+    match backend {
+        Backend::Iptables => {
+            let v4 = vpsfw::render(policy, vpsfw::Format::Restore);
+            let v6 = vpsfw::render(policy, vpsfw::Format::Restore6);
+            if let Err(e) = lab.restore_test(lab.vps(), &v4, &v6) {
+                return refused(format!("the kernel refused the restore files: {e}"));
+            }
+            lab.load_restore(lab.vps(), &v4, &v6)?;
+            compare_iptables(&lab, policy, probes)
+        }
+        Backend::Nft => {
+            let text = vpsfw::render(policy, vpsfw::Format::Nft);
+            if let Err(e) = nft::check(&lab, lab.vps(), &text) {
+                return refused(format!("`nft -c` refused the nft file: {e}"));
+            }
+            nft::load(&lab, lab.vps(), &text)?;
+            compare_nft(&lab, policy, probes)
+        }
+    }
+}
+
+fn compare_iptables(lab: &Lab, policy: &Policy, probes: &[Probe]) -> Result<Mismatch, String> {
     for p in probes {
         let family = if p.peer.is_ipv4() {
             Family::V4
@@ -498,9 +568,9 @@ fn compare(policy: &Policy, probes: &[Probe]) -> Result<Option<(Probe, String)>,
             Family::V6
         };
         let chain = p.direction.chain();
-        let before = counters(&lab, family)?;
-        send(&lab, p)?;
-        let after = counters(&lab, family)?;
+        let before = counters(lab, family)?;
+        send(lab, p)?;
+        let after = counters(lab, family)?;
         let (b, a) = match chain {
             Chain::Output => (&before.output, &after.output),
             _ => (&before.input, &after.input),
@@ -521,9 +591,161 @@ fn compare(policy: &Policy, probes: &[Probe]) -> Result<Option<(Probe, String)>,
     Ok(None)
 }
 
+// --- nft ----------------------------------------------------------------------------
+
+/// An nft rule of a chain: its policy rule's index in [`Policy::rules`] and the family
+/// it is written for (`None`: both), as [`vpsfw::nft::chain_rules`] lists them.
+type NftRule = (usize, Option<Family>);
+
+/// The kernel's nft counters for one packet, like [`KernelCount`]: the terminal rules
+/// (or `None`, the chain policy) that counted it, the `log` rules that counted it, and
+/// how many probe packets entered the hook and left vpsfw's chain accepted.
+struct NftCount {
+    decided: Vec<(Option<NftRule>, u64)>,
+    logged: Vec<NftRule>,
+    entered: u64,
+    accepted: u64,
+}
+
+fn nft_chain_name(chain: Chain) -> &'static str {
+    match chain {
+        Chain::Input => "input",
+        Chain::Forward => "forward",
+        Chain::Output => "output",
+    }
+}
+
+fn nft_count(
+    policy: &Policy,
+    chain: Chain,
+    before: &nft::Counters,
+    after: &nft::Counters,
+) -> Result<NftCount, String> {
+    let name = nft_chain_name(chain);
+    let rules = vpsfw::nft::chain_rules(policy, chain);
+    let (b, a) = (
+        before.chain(vpsfw::nft::TABLE, name),
+        after.chain(vpsfw::nft::TABLE, name),
+    );
+    if a.len() != rules.len() || b.len() != a.len() {
+        return Err(format!(
+            "the kernel has {} rules in chain {name} of table inet vpsfw, chain_rules lists {}",
+            a.len(),
+            rules.len()
+        ));
+    }
+    let mut decided = Vec::new();
+    let mut logged = Vec::new();
+    let mut by_rules = 0;
+    for (i, &(index, family)) in rules.iter().enumerate() {
+        let rule = &policy.rules()[index];
+        let (Some(then), Some(now)) = (b[i], a[i]) else {
+            return Err(format!(
+                "nft rule {} of chain {name} has no counter: {rule}",
+                i + 1
+            ));
+        };
+        // Probes are tcp/udp: ICMP(v6) rules count only neighbour discovery noise.
+        if matches!(rule.proto(), Some(Protocol::Icmp | Protocol::Icmpv6)) {
+            continue;
+        }
+        let grew = now.saturating_sub(then);
+        if grew > 0 {
+            if rule.action() == Action::Log {
+                logged.push((index, family));
+            } else {
+                decided.push((Some((index, family)), grew));
+                by_rules += grew;
+            }
+        }
+    }
+    let grew = |chain: &str| {
+        after
+            .total(TEST_TABLE, chain)
+            .saturating_sub(before.total(TEST_TABLE, chain))
+    };
+    let entered = grew(&format!("{name}_before"));
+    let accepted = grew(&format!("{name}_after"));
+    // A packet that entered and no rule counted was decided by the chain policy.
+    if entered > by_rules {
+        decided.push((None, entered - by_rules));
+    }
+    Ok(NftCount {
+        decided,
+        logged,
+        entered,
+        accepted,
+    })
+}
+
+const TEST_TABLE: &str = "vpsfwtest";
+
+/// The nft rule the evaluator's line is rendered as: same policy rule, written for the
+/// line's family or for both.
+fn nft_rule_of(rules: &[NftRule], index: usize, family: Family) -> Option<NftRule> {
+    rules
+        .iter()
+        .copied()
+        .find(|&(i, f)| i == index && f.is_none_or(|f| f == family))
+}
+
+/// `None` when the nft counters show the evaluator's decision: exactly one probe packet
+/// entered the hook, exactly one counter (a rule's, or by elimination the policy's) took
+/// it, the `log` rules that counted are the evaluator's, and it left vpsfw's chain
+/// accepted exactly when the evaluator accepts it. Otherwise the disagreement as text.
+fn nft_disagreement(policy: &Policy, p: &Probe, k: &NftCount) -> Option<String> {
+    let packet = p.packet();
+    let d = policy.evaluate(&packet);
+    let rules = vpsfw::nft::chain_rules(policy, packet.direction.chain());
+    let by = match d.by {
+        DecidedBy::Rule { line, .. } => Some(
+            nft_rule_of(&rules, line.index, line.family).unwrap_or((line.index, Some(line.family))),
+        ),
+        DecidedBy::Policy { .. } => None,
+    };
+    let mut eval_logged: Vec<NftRule> = Vec::new();
+    for (line, _) in &d.logged {
+        let r =
+            nft_rule_of(&rules, line.index, line.family).unwrap_or((line.index, Some(line.family)));
+        if !eval_logged.contains(&r) {
+            eval_logged.push(r);
+        }
+    }
+    let accepted = u64::from(d.outcome == vpsfw::Outcome::Accept);
+    if k.entered == 1 && k.decided == [(by, 1)] && k.logged == eval_logged && k.accepted == accepted
+    {
+        return None;
+    }
+    Some(format!(
+        "kernel (nft) counted (policy rule index and nft rule family, or None for the chain \
+         policy; packets) {:?}, logged {:?}, {} packet(s) entered the hook, {} left vpsfw's \
+         chain accepted; evaluator: {d} (rule {by:?}, logged {eval_logged:?})",
+        k.decided, k.logged, k.entered, k.accepted
+    ))
+}
+
+/// One `nft -j list ruleset` per probe: the counters after one probe are the counters
+/// before the next. The plumbing of [`prepare`] leaves nothing else that could count in
+/// between (the peer only ever sends probes, neighbours are pinned, the vps's own
+/// neighbour discovery and MLD are ICMPv6, and what the vps sends in reply to a probe is
+/// sent while the probe is being handled).
+fn compare_nft(lab: &Lab, policy: &Policy, probes: &[Probe]) -> Result<Mismatch, String> {
+    let mut before = nft::counters(lab, lab.vps())?;
+    for p in probes {
+        send(lab, p)?;
+        let after = nft::counters(lab, lab.vps())?;
+        let k = nft_count(policy, p.direction.chain(), &before, &after)?;
+        if let Some(why) = nft_disagreement(policy, p, &k) {
+            return Ok(Some((*p, why)));
+        }
+        before = after;
+    }
+    Ok(None)
+}
+
 /// Drops rules, halves first, then smaller chunks down to single rules, while the
 /// mismatch stays; then prints the reproducer.
-fn shrink(case: &Case, probe: Probe) -> String {
+fn shrink(case: &Case, probe: Probe, backend: Backend) -> String {
     let mut case = case.clone();
     let mut chunk = case.rules.len().div_ceil(2);
     while chunk >= 1 {
@@ -532,7 +754,7 @@ fn shrink(case: &Case, probe: Probe) -> String {
             let mut smaller = case.clone();
             let end = (start + chunk).min(smaller.rules.len());
             smaller.rules.drain(start..end);
-            if let Ok(Some(_)) = compare(&smaller.build(), &[probe]) {
+            if let Ok(Some(_)) = compare(&smaller.build(), &[probe], backend) {
                 case = smaller;
             } else {
                 start += chunk;
@@ -544,13 +766,13 @@ fn shrink(case: &Case, probe: Probe) -> String {
         chunk = chunk.div_ceil(2);
     }
     let policy = case.build();
-    let why = compare(&policy, &[probe])
-        .ok()
-        .flatten()
-        .map(|(_, w)| w)
-        .unwrap_or_default();
+    let why = match compare(&policy, &[probe], backend) {
+        Ok(Some((_, w))) => w,
+        Ok(None) => "(the minimal policy no longer disagrees on its own)".to_owned(),
+        Err(e) => format!("(rerunning the minimal policy failed: {e})"),
+    };
     let mut text = format!(
-        "minimal reproducer:\n  policy input {}; policy output {};\n",
+        "minimal reproducer ({backend:?} backend):\n  policy input {}; policy output {};\n",
         case.input, case.output
     );
     for r in policy
@@ -561,6 +783,12 @@ fn shrink(case: &Case, probe: Probe) -> String {
         text.push_str(&format!("  {r}\n"));
     }
     text.push_str(&format!("  packet: {}\n  {why}\n", probe.text()));
+    if backend == Backend::Nft {
+        text.push_str(&format!(
+            "the nft file of the minimal policy:\n{}",
+            vpsfw::render(&policy, vpsfw::Format::Nft)
+        ));
+    }
     text
 }
 
@@ -571,8 +799,8 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// One trial: policy number `index` of the seeded series.
-pub fn run_one(index: usize) -> Result<String, String> {
+/// One trial: policy number `index` of the seeded series, loaded through `backend`.
+pub fn run_one(index: usize, backend: Backend) -> Result<String, String> {
     let seed = env_number("VPSFW_DIFF_SEED", 0x5eed_f00d) as u64;
     let packets = env_number("VPSFW_DIFF_PACKETS", 60);
     let mut rng = Rng(seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
@@ -583,7 +811,7 @@ pub fn run_one(index: usize) -> Result<String, String> {
     let probes: Vec<Probe> = (0..packets)
         .filter_map(|_| gen_probe(&mut rng, &mut used))
         .collect();
-    match compare(&policy, &probes)? {
+    match compare(&policy, &probes, backend)? {
         None => {
             let (mut by_rule, mut outcomes) = (0, [0; 3]);
             for p in &probes {
@@ -591,12 +819,22 @@ pub fn run_one(index: usize) -> Result<String, String> {
                 by_rule += usize::from(matches!(d.by, DecidedBy::Rule { .. }));
                 outcomes[d.outcome as usize] += 1;
             }
+            let through = match backend {
+                Backend::Iptables => String::new(),
+                Backend::Nft => format!(
+                    " through nft ({} nft rules)",
+                    vpsfw::nft::rule_count(&policy)
+                ),
+            };
             Ok(format!(
-                "policy {index}: {rules} rules, {} packets agree ({by_rule} decided by a rule; accept/drop/reject {outcomes:?})",
+                "policy {index}: {rules} rules, {} packets agree{through} ({by_rule} decided by a rule; accept/drop/reject {outcomes:?})",
                 probes.len()
             ))
         }
-        Some((probe, _)) => Err(shrink(&case, probe)),
+        Some((probe, why)) => Err(format!(
+            "policy {index} ({backend:?}): {why}\n{}",
+            shrink(&case, probe, backend)
+        )),
     }
 }
 

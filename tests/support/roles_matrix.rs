@@ -13,8 +13,11 @@
 //!   datagram the evaluator lets in but whose reply it drops must reach the listener;
 //!   one it drops on the way in must not).
 //!
-//! Also here: the sh script run twice (idempotence) and the one-command-per-rule
-//! output against the restore files.
+//! Each matrix runs twice: through the restore files ([`matrix`]) and through the nft
+//! file ([`matrix_nft`], `table inet vpsfw`), same rows, same expectations.
+//!
+//! Also here: the sh scripts (iptables and nft) run twice (idempotence) and the
+//! one-command-per-rule output against the restore files.
 //!
 //! Only documentation addresses are used. The policy is passed in, so this module does
 //! not depend on `tests/roles/`; `tests/kernel.rs` feeds it the examples' policies.
@@ -25,6 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use vpsfw::{render, Format, Outcome as Verdict, Packet, Policy};
 
 use super::netns::{run_probes, Hit, Lab, Listener, Outcome, Probe, Proto, VPS_V4, VPS_V6};
+use super::nft::{self, Backend};
 
 use Outcome::{Connected, Refused, TimedOut};
 use Proto::{Tcp, Udp};
@@ -651,19 +655,46 @@ fn show_matrix() -> bool {
     std::env::var_os("VPSFW_SHOW_MATRIX").is_some()
 }
 
+/// Checks, then loads `policy` into the VPS of `lab` through `backend`.
+fn load(lab: &Lab, role: &str, policy: &Policy, backend: Backend) -> Result<(), String> {
+    let vps = lab.vps();
+    match backend {
+        Backend::Iptables => {
+            let v4 = render(policy, Format::Restore);
+            let v6 = render(policy, Format::Restore6);
+            lab.restore_test(vps, &v4, &v6)
+                .map_err(|e| format!("{role}: the kernel's parser refused the rulesets: {e}"))?;
+            lab.load_restore(vps, &v4, &v6)
+                .map_err(|e| format!("{role}: loading the rulesets failed: {e}"))
+        }
+        Backend::Nft => {
+            let text = render(policy, Format::Nft);
+            nft::check(lab, vps, &text)
+                .map_err(|e| format!("{role}: `nft -c` refused the nft file: {e}\n{text}"))?;
+            nft::load(lab, vps, &text)
+                .map_err(|e| format!("{role}: loading the nft file failed: {e}\n{text}"))
+        }
+    }
+}
+
 /// Loads `policy` (restore files, after `--test`) into a fresh lab, runs the role's
 /// matrix and checks every row against the intent, the evaluator and the listeners.
 pub fn matrix(role: &str, policy: &Policy) -> Result<(), String> {
+    run_matrix(role, policy, Backend::Iptables)
+}
+
+/// [`matrix`] with the nft backend: the `nft -f` file, checked with `nft -c`, then the
+/// same rows, expectations and evaluator cross-check.
+pub fn matrix_nft(role: &str, policy: &Policy) -> Result<(), String> {
+    run_matrix(role, policy, Backend::Nft)
+}
+
+fn run_matrix(role: &str, policy: &Policy, backend: Backend) -> Result<(), String> {
     let rows = rows(role)?;
     check_distinct(&rows)?;
     let lab = Lab::try_new(&addr_list(&rows))?;
     let (vps, net) = (lab.vps(), lab.net());
-    let v4 = render(policy, Format::Restore);
-    let v6 = render(policy, Format::Restore6);
-    lab.restore_test(vps, &v4, &v6)
-        .map_err(|e| format!("{role}: the kernel's parser refused the rulesets: {e}"))?;
-    lab.load_restore(vps, &v4, &v6)
-        .map_err(|e| format!("{role}: loading the rulesets failed: {e}"))?;
+    load(&lab, role, policy, backend)?;
 
     // Declared after the lab: dropped before it.
     let vps_l = Listener::start(vps, VPS_PORTS)?;
@@ -740,7 +771,7 @@ pub fn matrix(role: &str, policy: &Policy) -> Result<(), String> {
     }
     if show_matrix() {
         eprintln!(
-            "{role} matrix ({} rows):\n  {:<9} {:<9} row\n{table}",
+            "{role} matrix ({backend:?}, {} rows):\n  {:<9} {:<9} row\n{table}",
             rows.len(),
             "intent",
             "kernel"
@@ -749,7 +780,7 @@ pub fn matrix(role: &str, policy: &Policy) -> Result<(), String> {
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(format!("{role}: rows that disagree:\n{bad}"))
+        Err(format!("{role} ({backend:?}): rows that disagree:\n{bad}"))
     }
 }
 
@@ -884,6 +915,92 @@ pub fn sh_twice(role: &str, policy: &Policy) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// The `chain <name> { ... }` blocks of `table inet vpsfw` in a stateless `nft list
+/// ruleset`, with each block's `type ... policy ...;` line.
+fn nft_chain_heads(ruleset: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut in_table = false;
+    let mut chain: Option<String> = None;
+    for line in ruleset.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("table ") {
+            in_table = rest.trim_end_matches(" {") == "inet vpsfw";
+            continue;
+        }
+        if !in_table {
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("chain ") {
+            chain = Some(name.trim_end_matches(" {").to_owned());
+        } else if t.starts_with("type ") {
+            if let Some(c) = chain.take() {
+                out.push((c, t.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Pipes the nft sh script into `sh` twice in a fresh lab: exit 0 both times, the same
+/// stateless `nft list ruleset` after each run, `policy drop` on input, forward and
+/// output, nothing but `table inet vpsfw` in the ruleset and no iptables filter rules;
+/// and the same ruleset as loading the `nft -f` file.
+pub fn nft_sh_twice(role: &str, policy: &Policy) -> Result<(), String> {
+    let lab = Lab::try_new(&[])?;
+    let vps = lab.vps();
+    let script = render(policy, Format::NftSh);
+    lab.run_sh(vps, &script)
+        .map_err(|e| format!("{role}: first run of the nft sh script: {e}"))?;
+    let first = nft::ruleset_stateless(&lab, vps)?;
+    lab.run_sh(vps, &script)
+        .map_err(|e| format!("{role}: second run of the nft sh script: {e}"))?;
+    let second = nft::ruleset_stateless(&lab, vps)?;
+    same(
+        &format!("{role}: the nft sh script changed the ruleset on its second run"),
+        "nft -s list ruleset",
+        &first,
+        &second,
+    )?;
+    let heads = nft_chain_heads(&second);
+    for chain in ["input", "forward", "output"] {
+        let head = heads.iter().find(|(c, _)| c == chain).map(|(_, h)| h);
+        let want = format!("type filter hook {chain} priority filter; policy drop;");
+        if head != Some(&want) {
+            return Err(format!(
+                "{role}: after the nft sh script, chain {chain} of table inet vpsfw is \
+                 {head:?}, expected `{want}`:\n{second}"
+            ));
+        }
+    }
+    let tables = nft::tables(&lab, vps)?;
+    if tables != ["inet vpsfw"] {
+        return Err(format!(
+            "{role}: after the nft sh script the tables are {tables:?}, expected only \
+             inet vpsfw:\n{second}"
+        ));
+    }
+    let (v4, v6) = lab.save(vps);
+    for (fam, text) in FAMILIES.iter().zip([&v4, &v6]) {
+        if text.lines().any(|l| l.starts_with("-A ") || l == "*filter") {
+            return Err(format!(
+                "{role}: the nft sh script created iptables rules ({fam}):\n{text}"
+            ));
+        }
+    }
+    // The nft file replaces table inet vpsfw: if nothing changes, the script loaded
+    // exactly it.
+    nft::load(&lab, vps, &render(policy, Format::Nft))?;
+    let loaded = nft::ruleset_stateless(&lab, vps)?;
+    same(
+        &format!(
+            "{role}: the nft sh script (first) and the nft file (second) load different rulesets"
+        ),
+        "nft -s list ruleset",
+        &second,
+        &loaded,
+    )
 }
 
 /// The one-command-per-rule output, piped into `sh` (stopping at the first failing
