@@ -13,6 +13,8 @@ fn policy() -> Policy {
         allow in on lo;
         drop in from blocklist;
         allow in from partners tcp to https state new;
+        allow in state established,related;
+        admin none;
         policy input drop;
     }
 }
@@ -101,6 +103,8 @@ fn evaluator_looks_sets_up() {
         .rule(RuleBuilder::new(vpsfw::Action::Drop, vpsfw::Direction::In).from("bad"))
         .rule(RuleBuilder::allow_in().from("ok"))
         .policy(vpsfw::Chain::Input, vpsfw::Verdict::Drop)
+        .console_only()
+        .allow(&[vpsfw::FindingKind::NoLoopback])
         .build()
         .expect("policy");
     assert_eq!(

@@ -44,6 +44,7 @@ pub fn policy(list: &[String], as_set: bool) -> Policy {
                 .to_ports(&["8080"]),
         )
         .policy(Chain::Input, Default_::Drop)
+        .console_only()
         .build()
         .unwrap_or_else(|e| panic!("policy: {e}"))
 }

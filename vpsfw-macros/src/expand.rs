@@ -6,8 +6,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use vpsfw_runtime::{
-    Action, Address, Direction, Family, Origin, Policy, Ports, Protocol, RateUnit, Rule, Target,
-    Verdict,
+    Action, Address, Direction, Family, FindingKind, Origin, Policy, Ports, Protocol, RateUnit,
+    Rule, Target, Verdict,
 };
 
 /// The expression that builds `policy`; `krate` is the path of the `vpsfw` facade.
@@ -30,6 +30,12 @@ pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenSt
         });
         quote!(#p::set(#name, &[#(#v4),*], &[#(#v6),*]))
     });
+    let admins = policy.admins().iter().map(|a| {
+        let (name, port) = (a.name.as_str(), a.port);
+        quote!(#p::admin(#name, #port))
+    });
+    let console_only = policy.admins().is_empty() && policy.analyze_console_only();
+    let allowed = policy.allowed_findings().iter().map(|k| finding(&p, *k));
     let d = policy.defaults();
     let [input, forward, output] = [d.input, d.forward, d.output].map(|v| verdict(&p, v));
     let rules = policy
@@ -42,9 +48,14 @@ pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenSt
             use #krate::__private as #p;
             #(const _: &str = include_str!(#files);)*
             #p::policy(
-                <#p::Vec<_> as #p::From<_>>::from([#(#names),*]),
-                <#p::Vec<_> as #p::From<_>>::from([#(#sets),*]),
-                #p::Defaults { input: #input, forward: #forward, output: #output },
+                #p::PolicyParts {
+                    names: <#p::Vec<_> as #p::From<_>>::from([#(#names),*]),
+                    sets: <#p::Vec<_> as #p::From<_>>::from([#(#sets),*]),
+                    defaults: #p::Defaults { input: #input, forward: #forward, output: #output },
+                    admins: <#p::Vec<_> as #p::From<_>>::from([#(#admins),*]),
+                    console_only: #console_only,
+                    allowed: <#p::Vec<_> as #p::From<_>>::from([#(#allowed),*]),
+                },
                 <#p::Vec<_> as #p::From<_>>::from([#(#rules),*]),
             )
         }
@@ -81,6 +92,20 @@ fn address(p: &TokenStream, a: &Address) -> TokenStream {
         quote!(([#(#s),*], #len))
     });
     quote!(#p::addr(#name, #v4, #v6))
+}
+
+fn finding(p: &TokenStream, k: FindingKind) -> TokenStream {
+    let variant = match k {
+        FindingKind::Shadowed => quote!(Shadowed),
+        FindingKind::Redundant => quote!(Redundant),
+        FindingKind::NoLoopback => quote!(NoLoopback),
+        FindingKind::NoReplies => quote!(NoReplies),
+        FindingKind::OpenAdminPort => quote!(OpenAdminPort),
+        FindingKind::UnusedName => quote!(UnusedName),
+        FindingKind::Lockout => quote!(Lockout),
+        FindingKind::NoAdmin => quote!(NoAdmin),
+    };
+    quote!(#p::FindingKind::#variant)
 }
 
 fn target(p: &TokenStream, t: &Target) -> TokenStream {
@@ -163,6 +188,7 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
         quote!(#p::label(#s))
     });
     let line = opt(p, r.line(), |l| quote!(#l));
+    let rule_allowed: Vec<TokenStream> = r.allowed().iter().map(|k| finding(p, *k)).collect();
     let text = match r.origin() {
         Origin::Written { text: Some(t), .. } => {
             let t = t.as_str();
@@ -190,6 +216,7 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
             comment: #comment,
             line: #line,
             text: #text,
+            allowed: <#p::Vec<_> as #p::From<_>>::from([#(#rule_allowed),*]),
         })
     }
 }

@@ -11,8 +11,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, LitFloat, LitInt, LitStr, Token};
 use vpsfw_runtime::diag::{closest, shown};
 use vpsfw_runtime::spec::{
-    read_set_file, AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec,
-    PortSpec, RuleSpec, SetElement, SetSpec, Spec,
+    read_set_file, AddrSpec, AdminSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind,
+    NameSpec, PortSpec, RuleSpec, SetElement, SetSpec, Spec,
 };
 use vpsfw_runtime::{service_port, Action, Loc, Protocol, Spanned};
 
@@ -22,7 +22,7 @@ const CLAUSES: &[&str] = &[
 ];
 
 /// The words that start a statement other than a rule.
-const STATEMENTS: &[&str] = &["host", "net", "set", "policy", "group"];
+const STATEMENTS: &[&str] = &["host", "net", "set", "admin", "policy", "group"];
 
 /// Where each [`Loc`] points: the first and last token of what it names.
 #[derive(Default)]
@@ -85,6 +85,19 @@ fn statements(body: TokenStream, errors: &mut Vec<syn::Error>) -> Vec<Stmt> {
                         end: p.span(),
                     });
                 }
+            }
+            // `#![allow(...)]` stands alone, like a Rust inner attribute.
+            TokenTree::Group(g)
+                if g.delimiter() == Delimiter::Bracket
+                    && cur.len() == 2
+                    && matches!((&cur[0], &cur[1]), (TokenTree::Punct(a), TokenTree::Punct(b)) if a.as_char() == '#' && b.as_char() == '!') =>
+            {
+                let end = g.span_close();
+                cur.push(tt);
+                out.push(Stmt {
+                    tokens: std::mem::take(&mut cur),
+                    end,
+                });
             }
             TokenTree::Group(g)
                 if g.delimiter() == Delimiter::Brace
@@ -155,7 +168,36 @@ fn parse_statement(
     errors: &mut Vec<syn::Error>,
 ) {
     let end = stmt.end;
-    let tokens: TokenStream = stmt.tokens.into_iter().collect();
+    let mut trees = stmt.tokens;
+    let is_punct =
+        |t: Option<&TokenTree>, c: char| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == c);
+    // `#![allow(...)]`: findings allowed for the whole policy.
+    if is_punct(trees.first(), '#') && is_punct(trees.get(1), '!') {
+        match trees.get(2) {
+            Some(TokenTree::Group(g)) if trees.len() == 3 => {
+                match parse_allow(g.stream(), g.span(), locs) {
+                    Ok(list) => spec.items.push(Item::Allow(list)),
+                    Err(e) => errors.push(e),
+                }
+            }
+            _ => errors.push(syn::Error::new(end, "expected `#![allow(...)]`")),
+        }
+        return;
+    }
+    // `#[allow(...)]` before a rule.
+    let mut allows = Vec::new();
+    while is_punct(trees.first(), '#') {
+        let Some(TokenTree::Group(g)) = trees.get(1).cloned() else {
+            errors.push(syn::Error::new(trees[0].span(), "expected `#[allow(...)]`"));
+            return;
+        };
+        match parse_allow(g.stream(), g.span(), locs) {
+            Ok(list) => allows.extend(list),
+            Err(e) => errors.push(e),
+        }
+        trees.drain(..2);
+    }
+    let tokens: TokenStream = trees.into_iter().collect();
     let mut head = match tokens.clone().into_iter().next() {
         Some(TokenTree::Ident(i)) => i.to_string(),
         Some(other) => {
@@ -202,6 +244,7 @@ fn parse_statement(
         }
         "policy" => parse_in(end, tokens, |input| parse_default(input, locs)).map(Item::Default),
         "set" => parse_in(end, tokens, |input| parse_set(input, locs)).map(Item::Set),
+        "admin" => parse_in(end, tokens, |input| parse_admin(input, locs)).map(Item::Admin),
         "group" => {
             if group.is_some() {
                 errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
@@ -223,8 +266,10 @@ fn parse_statement(
             let last = trees.last().map_or(first, |t| t.span());
             let at = locs.add(first, last);
             let text = source_text(&tokens);
+            let allows = std::mem::take(&mut allows);
             parse_in(end, tokens, |input| parse_rule(input, at, group, locs)).map(|mut rule| {
                 rule.text = Some(text);
+                rule.allow = allows;
                 Item::Rule(rule)
             })
         }
@@ -258,6 +303,81 @@ fn peek_word(input: ParseStream, w: &str) -> bool {
 }
 
 /// `host NAME = ADDR, ADDR` / `net NAME = NET, NET`
+/// `allow(NAME, ...)` inside `#[...]` or `#![...]`.
+fn parse_allow(
+    stream: TokenStream,
+    span: Span,
+    locs: &mut Locs,
+) -> syn::Result<Vec<Spanned<String>>> {
+    let parser = |input: ParseStream| -> syn::Result<Vec<Spanned<String>>> {
+        let kw = word(input)?;
+        if kw != "allow" {
+            return Err(syn::Error::new(
+                kw.span(),
+                "expected `allow(...)`: the only attribute is `allow`, naming findings",
+            ));
+        }
+        let content;
+        syn::parenthesized!(content in input);
+        let mut list = Vec::new();
+        while !content.is_empty() {
+            let name = word(&content)?;
+            list.push(spanned(name.to_string(), name.span(), name.span(), locs));
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after `allow(...)`"));
+        }
+        Ok(list)
+    };
+    parser.parse2(stream).map_err(|e| {
+        if e.to_string().starts_with("unexpected end of input") {
+            syn::Error::new(span, "expected `allow(FINDING, ...)`")
+        } else {
+            e
+        }
+    })
+}
+
+/// `admin NAME [port P]` or `admin none`.
+fn parse_admin(input: ParseStream, locs: &mut Locs) -> syn::Result<AdminSpec> {
+    let kw = word(input)?;
+    let name = input.call(Ident::parse_any).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a declared name after `admin` (or `admin none;`)",
+        )
+    })?;
+    let at = locs.add(kw.span(), name.span());
+    if name == "none" {
+        return Ok(AdminSpec {
+            at,
+            name: None,
+            port: None,
+        });
+    }
+    let name = spanned(name.to_string(), name.span(), name.span(), locs);
+    let mut port = None;
+    if peek_word(input, "port") {
+        word(input)?;
+        let (t, f, l) = if input.peek(LitInt) {
+            let n: LitInt = input.parse()?;
+            (n.base10_digits().to_owned(), n.span(), n.span())
+        } else {
+            joined_word(input)?
+        };
+        port = Some(spanned(t, f, l, locs));
+    }
+    Ok(AdminSpec {
+        at,
+        name: Some(name),
+        port,
+    })
+}
+
 /// `set NAME = [ADDR, ...]` or `set NAME from "path"` (relative to the crate's
 /// Cargo.toml), one address or network per line, `#` comments.
 fn parse_set(input: ParseStream, locs: &mut Locs) -> syn::Result<SetSpec> {

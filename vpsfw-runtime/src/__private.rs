@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::addr::Address;
+pub use crate::analysis::{Admin, FindingKind};
 pub use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 pub use crate::set::SetDef;
 pub use crate::value::{
@@ -20,19 +21,34 @@ pub use std::convert::From;
 pub use std::option::Option::{self, None, Some};
 pub use std::vec::Vec;
 
-pub fn policy(
-    names: Vec<NameDef>,
-    sets: Vec<SetDef>,
-    defaults: Defaults,
-    written: Vec<Rule>,
-) -> Policy {
+/// The policy-wide parts of an expansion.
+pub struct PolicyParts {
+    pub names: Vec<NameDef>,
+    pub sets: Vec<SetDef>,
+    pub defaults: Defaults,
+    pub admins: Vec<Admin>,
+    pub console_only: bool,
+    pub allowed: Vec<FindingKind>,
+}
+
+pub fn policy(p: PolicyParts, written: Vec<Rule>) -> Policy {
     let mut rules = crate::spec::implicit_rules();
     rules.extend(written);
     Policy {
-        names,
-        sets,
-        defaults,
+        names: p.names,
+        sets: p.sets,
+        defaults: p.defaults,
         rules,
+        admins: p.admins,
+        console_only: p.console_only,
+        allowed: p.allowed,
+    }
+}
+
+pub fn admin(name: &str, port: u16) -> Admin {
+    Admin {
+        name: name.to_owned(),
+        port,
     }
 }
 
@@ -132,6 +148,7 @@ pub struct RuleParts {
     pub comment: Option<Label>,
     pub line: Option<u32>,
     pub text: Option<&'static str>,
+    pub allowed: Vec<FindingKind>,
 }
 
 pub fn rule(p: RuleParts) -> Rule {
@@ -156,5 +173,6 @@ pub fn rule(p: RuleParts) -> Rule {
             line: p.line,
             text: p.text.map(str::to_owned),
         },
+        allowed: p.allowed,
     }
 }

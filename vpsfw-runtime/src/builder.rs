@@ -10,13 +10,28 @@
 //!
 //! let policy = Builder::new()
 //!     .host("admin", &["198.51.100.7", "2001:db8:100::7"])
+//!     .group("common")
+//!     .rule(RuleBuilder::allow_in().on("lo"))
+//!     .rule(RuleBuilder::allow_in().state(&[State::Established, State::Related]))
 //!     .group("server")
 //!     .rule(RuleBuilder::allow_in().from("admin").state(&[State::New]))
 //!     .rule(RuleBuilder::allow_in().proto(Protocol::Tcp).to_ports(&["http", "https"]))
+//!     .admin("admin", None)
 //!     .policy(Chain::Input, Verdict::Drop)
 //!     .build()
 //!     .unwrap();
-//! assert_eq!(policy.rules().iter().filter(|r| r.line().is_none()).count(), 16 + 2);
+//! assert_eq!(policy.rules().iter().filter(|r| r.line().is_none()).count(), 16 + 4);
+//!
+//! // The same analysis as at build time: here the admin could not get back in.
+//! let err = Builder::new()
+//!     .host("admin", &["198.51.100.7"])
+//!     .rule(RuleBuilder::allow_in().on("lo"))
+//!     .rule(RuleBuilder::allow_in().from("admin").state(&[State::New]))
+//!     .admin("admin", None)
+//!     .policy(Chain::Input, Verdict::Drop)
+//!     .build()
+//!     .unwrap_err();
+//! assert!(err.to_string().starts_with("admin `admin`: lockout: `admin` could not keep a connection to port 22 over IPv4"));
 //!
 //! let err = Builder::new()
 //!     .rule(RuleBuilder::allow_in().from("admn"))
@@ -31,11 +46,12 @@
 
 use std::fmt;
 
+use crate::analysis::FindingKind;
 use crate::diag::{Diagnostics, Loc, Spanned};
 use crate::model::Policy;
 use crate::spec::{
-    read_set_file, AddrSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind, NameSpec,
-    PortSpec, RuleSpec, SetElement, SetSpec, Spec,
+    read_set_file, AddrSpec, AdminSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind,
+    NameSpec, PortSpec, RuleSpec, SetElement, SetSpec, Spec,
 };
 use crate::value::{Action, Chain, Direction, Protocol, RateUnit, State, Verdict};
 
@@ -156,6 +172,40 @@ impl Builder {
         self
     }
 
+    /// `admin NAME [port PORT]`: a declared name whose access to the port (ssh when
+    /// `None`) is proved when the policy is built.
+    pub fn admin(mut self, name: &str, port: Option<&str>) -> Self {
+        let place = format!("admin `{name}`");
+        let at = self.at(place.clone());
+        let name = Some(self.text(place.clone(), name));
+        let port = port.map(|p| self.text(place, p));
+        self.spec
+            .items
+            .push(Item::Admin(AdminSpec { at, name, port }));
+        self
+    }
+
+    /// `admin none`: the host is managed from a console; no admin access to prove.
+    pub fn console_only(mut self) -> Self {
+        let at = self.at("admin none".into());
+        self.spec.items.push(Item::Admin(AdminSpec {
+            at,
+            name: None,
+            port: None,
+        }));
+        self
+    }
+
+    /// `#![allow(...)]`: findings of the analysis allowed for the whole policy.
+    pub fn allow(mut self, findings: &[FindingKind]) -> Self {
+        let list = findings
+            .iter()
+            .map(|k| self.text("allow".into(), k.name()))
+            .collect();
+        self.spec.items.push(Item::Allow(list));
+        self
+    }
+
     /// `policy CHAIN VERDICT`.
     pub fn policy(mut self, chain: Chain, verdict: Verdict) -> Self {
         let place = format!("policy {chain}");
@@ -201,6 +251,7 @@ impl Builder {
         });
         spec.log_prefix = r.log_prefix.as_deref().map(|x| p.text("prefix", x));
         spec.comment = r.comment.as_deref().map(|c| p.text("comment", c));
+        spec.allow = r.allow.iter().map(|k| p.text("allow", k.name())).collect();
         spec.at = p.at("rule");
         self.spec.items.push(Item::Rule(spec));
         self
@@ -310,6 +361,7 @@ pub struct RuleBuilder {
     limit: Option<(u64, RateUnit, Option<u64>)>,
     log_prefix: Option<String>,
     comment: Option<String>,
+    allow: Vec<FindingKind>,
 }
 
 impl RuleBuilder {
@@ -328,7 +380,14 @@ impl RuleBuilder {
             limit: None,
             log_prefix: None,
             comment: None,
+            allow: Vec::new(),
         }
+    }
+
+    /// `#[allow(...)]`: a finding this rule is meant to have.
+    pub fn allow(mut self, finding: FindingKind) -> Self {
+        self.allow.push(finding);
+        self
     }
 
     pub fn allow_in() -> Self {

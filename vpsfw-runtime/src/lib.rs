@@ -4,6 +4,7 @@
 //! Users depend on the `vpsfw` facade, which re-exports this crate.
 
 pub mod addr;
+pub mod analysis;
 pub mod builder;
 pub mod diag;
 pub mod eval;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod __private;
 
 pub use addr::Address;
+pub use analysis::{Admin, Finding, FindingKind};
 pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
 pub use eval::{DecidedBy, Decision, Outcome, Packet};
 pub use model::{Defaults, NameDef, Origin, Policy, Rule, Target};

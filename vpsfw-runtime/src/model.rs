@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::Address;
+use crate::analysis::{Admin, Finding, FindingKind, Subject};
 use crate::set::SetDef;
 use crate::value::*;
 
@@ -132,6 +133,9 @@ pub struct Rule {
     pub(crate) group: Option<Label>,
     pub(crate) comment: Option<Label>,
     pub(crate) origin: Origin,
+    /// Findings of the analysis this rule is meant to have (`#[allow(...)]`).
+    #[serde(default)]
+    pub(crate) allowed: Vec<FindingKind>,
 }
 
 impl Rule {
@@ -189,6 +193,10 @@ impl Rule {
     }
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+    /// Findings this rule is meant to have (`#[allow(...)]`).
+    pub fn allowed(&self) -> &[FindingKind] {
+        &self.allowed
     }
     /// The rule as written in the policy, or in canonical form when that is not known.
     pub fn text(&self) -> String {
@@ -287,6 +295,11 @@ pub struct Policy {
     pub(crate) sets: Vec<SetDef>,
     pub(crate) defaults: Defaults,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) admins: Vec<Admin>,
+    /// `admin none;`: managed from a console, no admin access to prove.
+    pub(crate) console_only: bool,
+    /// Findings allowed for the whole policy (`#![allow(...)]`).
+    pub(crate) allowed: Vec<FindingKind>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +309,12 @@ struct PolicyRepr {
     sets: Vec<SetDef>,
     defaults: Defaults,
     rules: Vec<Rule>,
+    #[serde(default)]
+    admins: Vec<Admin>,
+    #[serde(default)]
+    console_only: bool,
+    #[serde(default)]
+    allowed: Vec<FindingKind>,
 }
 
 impl TryFrom<PolicyRepr> for Policy {
@@ -325,11 +344,21 @@ impl TryFrom<PolicyRepr> for Policy {
                 }
             }
         }
+        for a in &r.admins {
+            let known = r.names.iter().any(|n| n.name == a.name)
+                || r.sets.iter().any(|s| s.name() == a.name);
+            if !known {
+                return Err(format!("admin `{}` is not a declared name", a.name));
+            }
+        }
         Ok(Policy {
             names: r.names,
             sets: r.sets,
             defaults: r.defaults,
             rules: r.rules,
+            admins: r.admins,
+            console_only: r.console_only,
+            allowed: r.allowed,
         })
     }
 }
@@ -393,5 +422,41 @@ impl Policy {
     }
     pub fn set(&self, name: &str) -> Option<&SetDef> {
         self.sets.iter().find(|s| s.name() == name)
+    }
+    /// `admin none;`: managed from a console.
+    pub fn analyze_console_only(&self) -> bool {
+        self.console_only
+    }
+    /// Findings allowed for the whole policy (`#![allow(...)]`).
+    pub fn allowed_findings(&self) -> &[FindingKind] {
+        &self.allowed
+    }
+    /// Who administers the host (`admin NAME;`).
+    pub fn admins(&self) -> &[Admin] {
+        &self.admins
+    }
+
+    /// The logical mistakes in the policy, less those it allows where they occur. The
+    /// macro and the builder refuse a policy with any; this is for policies that come
+    /// from elsewhere (serde) and for tools.
+    pub fn analyze(&self) -> Vec<Finding> {
+        crate::analysis::analyze(self, &self.admins, self.console_only)
+            .into_iter()
+            .filter(|f| !self.allows(f))
+            .collect()
+    }
+
+    /// Whether a finding is silenced where it occurs.
+    pub fn allows(&self, f: &Finding) -> bool {
+        if self.allowed.contains(&f.kind) {
+            return true;
+        }
+        match f.subject {
+            Subject::Rule(i) => self
+                .rules
+                .get(i)
+                .is_some_and(|r| r.allowed.contains(&f.kind)),
+            _ => false,
+        }
     }
 }

@@ -78,7 +78,9 @@ fn elem(net: IpNet) -> String {
 fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Family>) {
     out.push_str("\t\t");
     let mut parts = String::new();
-    if let Some(i) = rule.iface() {
+    // `+` (any interface) has no nft spelling: nft refuses the all-wildcard "*". Every
+    // packet in these hooks has the interface, so leaving the match out is the same match.
+    if let Some(i) = rule.iface().filter(|i| i.as_str() != "+") {
         let word = match rule.chain() {
             Chain::Output => "oifname",
             Chain::Input | Chain::Forward => "iifname",

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{parse_net, with_prefix, Address};
+use crate::analysis::{Admin, FindingKind, Subject};
 use crate::diag::{did_you_mean, shown, Diagnostics, Loc, Sink, Spanned};
 use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 use crate::set::{check_set_name, SetDef};
@@ -36,6 +37,10 @@ pub enum Item {
     Set(SetSpec),
     /// `policy input drop;`
     Default(DefaultSpec),
+    /// `admin office;`, `admin office port 2222;`, `admin none;`
+    Admin(AdminSpec),
+    /// `#![allow(unused_name)]`: findings allowed for the whole policy.
+    Allow(Vec<Spanned<String>>),
     Rule(RuleSpec),
 }
 
@@ -82,6 +87,15 @@ pub fn read_set_file(text: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Who administers the host; `name: None` is `admin none;` (console only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSpec {
+    pub at: Loc,
+    pub name: Option<Spanned<String>>,
+    /// The port that must stay open to the admin; ssh when not given.
+    pub port: Option<Spanned<String>>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultSpec {
     pub chain: Spanned<String>,
@@ -108,6 +122,9 @@ pub struct RuleSpec {
     pub limit: Option<LimitSpec>,
     pub log_prefix: Option<Spanned<String>>,
     pub comment: Option<Spanned<String>>,
+    /// `#[allow(shadowed)]`: findings this rule is meant to have.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
 }
 
 impl RuleSpec {
@@ -129,6 +146,7 @@ impl RuleSpec {
             limit: None,
             log_prefix: None,
             comment: None,
+            allow: Vec::new(),
         }
     }
 }
@@ -181,13 +199,19 @@ pub struct LimitSpec {
 pub const COMMON_GROUP: &str = "common";
 
 impl Spec {
-    /// Checks everything and builds the policy, or returns every problem found.
+    /// Checks everything, then analyses the policy; returns the policy, or every
+    /// problem found (mistakes first; logical findings only for a policy without them).
     pub fn build(&self) -> Result<Policy, Diagnostics> {
         let mut sink = Sink::default();
         let names = check_names(&self.items, &mut sink);
         let mut defaults = Defaults::default();
         let mut seen_defaults: HashMap<Chain, Loc> = HashMap::new();
         let mut rules = implicit_rules();
+        let mut rule_locs: Vec<Option<Loc>> = vec![None; rules.len()];
+        let mut admins = Vec::new();
+        let mut admin_locs = Vec::new();
+        let mut console_only = false;
+        let mut allowed = Vec::new();
         for item in &self.items {
             match item {
                 Item::Name(_) | Item::Set(_) => {}
@@ -204,24 +228,112 @@ impl Spec {
                         defaults.set(c, v);
                     }
                 }
+                Item::Admin(a) => match &a.name {
+                    None => console_only = true,
+                    Some(name) => {
+                        let port = match &a.port {
+                            Some(p) => sink.take(p.at, p.value.parse::<Port>()).map(Port::get),
+                            None => Some(22),
+                        };
+                        match names.get(&name.value) {
+                            Some((_, Some(_))) => {
+                                if let Some(port) = port {
+                                    admins.push(Admin {
+                                        name: name.value.clone(),
+                                        port,
+                                    });
+                                    admin_locs.push(a.at);
+                                }
+                            }
+                            Some((_, None)) => {}
+                            None => sink.error(name.at, undefined_name(&name.value, &names)),
+                        }
+                    }
+                },
+                Item::Allow(list) => allowed.extend(check_allows(list, &mut sink)),
                 Item::Rule(r) => {
-                    if let Some(rule) = check_rule(r, &names, &mut sink) {
+                    let allow = check_allows(&r.allow, &mut sink);
+                    if let Some(mut rule) = check_rule(r, &names, &mut sink) {
+                        rule.allowed = allow;
                         rules.push(rule);
+                        rule_locs.push(Some(r.at));
                     }
                 }
+            }
+        }
+        if console_only && !admins.is_empty() {
+            if let Some(at) = admin_locs.first() {
+                sink.error(*at, "`admin none;` says nobody administers this host over the network, but admins are declared");
             }
         }
         if !sink.is_empty() {
             return Err(sink.finish());
         }
+        let name_locs: HashMap<String, Loc> =
+            names.iter().map(|(n, (at, _))| (n.clone(), *at)).collect();
         let (names, sets) = sorted_declarations(names);
-        Ok(Policy {
+        let policy = Policy {
             names,
             sets,
             defaults,
             rules,
-        })
+            admins,
+            console_only,
+            allowed,
+        };
+        let fallback = self.items.first().map_or(Loc::new(0), item_loc);
+        for finding in policy.analyze() {
+            let at = match &finding.subject {
+                Subject::Rule(i) => rule_locs.get(*i).copied().flatten(),
+                Subject::Name(n) => name_locs.get(n).copied(),
+                Subject::ChainPolicy(c) => seen_defaults.get(c).copied(),
+                Subject::Admin(i) => admin_locs.get(*i).copied(),
+            };
+            let message = match finding.kind {
+                FindingKind::NoAdmin => finding.message,
+                kind => format!(
+                    "{}; if intended, say so with `#[allow({kind})]`",
+                    finding.message
+                ),
+            };
+            sink.error(at.unwrap_or(fallback), message);
+        }
+        if !sink.is_empty() {
+            return Err(sink.finish());
+        }
+        Ok(policy)
     }
+}
+
+fn item_loc(item: &Item) -> Loc {
+    match item {
+        Item::Name(n) => n.name.at,
+        Item::Set(s) => s.name.at,
+        Item::Default(d) => d.chain.at,
+        Item::Admin(a) => a.at,
+        Item::Allow(l) => l.first().map_or(Loc::new(0), |s| s.at),
+        Item::Rule(r) => r.at,
+    }
+}
+
+/// The finding names of an `allow(...)`.
+fn check_allows(list: &[Spanned<String>], sink: &mut Sink) -> Vec<FindingKind> {
+    list.iter()
+        .filter_map(|s| match FindingKind::from_name(&s.value) {
+            Some(k) => Some(k),
+            None => {
+                sink.error(
+                    s.at,
+                    format!(
+                        "unknown finding `{}`{}",
+                        shown(&s.value),
+                        did_you_mean(&s.value, FindingKind::ALL.iter().map(|k| k.name()))
+                    ),
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 fn sorted_declarations(names: Names) -> (Vec<NameDef>, Vec<SetDef>) {
@@ -406,6 +518,7 @@ pub(crate) fn implicit_rules() -> Vec<Rule> {
                 log_prefix: None,
                 group: Label::new(COMMON_GROUP).ok(),
                 comment: Label::new("icmpv6 needed by ipv6").ok(),
+                allowed: Vec::new(),
                 origin: Origin::Implicit {
                     why: "IPv6 needs this ICMPv6 type to work (RFC 4890)".into(),
                 },
@@ -733,6 +846,7 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
             line: r.line,
             text: r.text.clone(),
         },
+        allowed: Vec::new(),
     })
 }
 

@@ -2,6 +2,8 @@
 
 fn main() {
     let policy = vpsfw::firewall! {
+        #![allow(redundant, shadowed, unused_name, no_replies, open_admin_port, no_loopback)]
+        admin none;
         host admin = 198.51.100.7;
         net office = 203.0.113.128/27;
 

@@ -6,6 +6,8 @@ mod isolated {
 
     pub fn policy() -> ::vpsfw::Policy {
         ::vpsfw::firewall! {
+            #![allow(no_loopback, no_replies, unused_name, open_admin_port, redundant)]
+                admin none;
             host admin = 198.51.100.7, "2001:db8:100::7";
             net office = 203.0.113.128/27;
             group server {

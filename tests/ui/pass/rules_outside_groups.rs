@@ -3,6 +3,8 @@
 
 fn main() {
     let policy = vpsfw::firewall! {
+        #![allow(no_replies)]
+        admin none;
         allow in on lo;
         group server {
             allow in tcp from any to :1023 state new;
