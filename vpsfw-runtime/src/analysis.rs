@@ -635,14 +635,15 @@ fn reply_findings(policy: &Policy, out: &mut Vec<Finding>) {
             };
             for class in protos {
                 let w = walk(policy, &ifaces, family, reply_chain, cube.clone(), *class);
-                if !w.accepted {
+                // Replies an explicit rule drops are the admin's choice (a blocklist);
+                // replies no rule lets back in, left to a drop policy, are the mistake.
+                if w.reaches_drop_policy {
                     out.push(Finding {
                         kind: FindingKind::NoReplies,
                         subject: Subject::Rule(index),
                         message: format!(
-                            "replies to the connections {opened} here can never get back: {} drops every one ({family}, dropped by {}); add `{fix}`",
+                            "replies to the connections {opened} here are not let back in: no rule accepts them and the {} policy drops them ({family}); add `{fix}`",
                             reply_chain.iptables_name(),
-                            w.dropped_by.unwrap_or_default()
                         ),
                     });
                     break 'families;
@@ -712,8 +713,8 @@ fn open_admin_port_findings(policy: &Policy, admins: &[Admin], out: &mut Vec<Fin
 
 /// What a chain does with a region of packets (first match wins).
 struct Walk {
-    /// Some of the packets are accepted.
-    accepted: bool,
+    /// Some of the packets match no rule and meet a drop policy.
+    reaches_drop_policy: bool,
     /// The first rule (or the policy) that drops or rejects some of them.
     dropped_by: Option<String>,
 }
@@ -734,7 +735,7 @@ fn walk(
     class: Class,
 ) -> Walk {
     let mut rest = vec![start];
-    let mut accepted = false;
+    let mut dropped_by = None;
     for line in &chain_lines(policy, family, chain) {
         if line.rule.action() == Action::Log {
             continue;
@@ -745,41 +746,38 @@ fn walk(
         if !rest.iter().any(|p| p.intersect(&cube).is_some()) {
             continue;
         }
-        match line.rule.action() {
-            // A rate-limited accept may not match: the packets go on.
-            Action::Allow if line.rule.limit().is_some() => accepted = true,
-            Action::Allow => {
-                accepted = true;
-                rest = rest.iter().flat_map(|p| p.subtract(&cube)).collect();
-                if rest.is_empty() {
-                    return Walk {
-                        accepted,
-                        dropped_by: None,
-                    };
-                }
-                if rest.len() > MAX_PIECES {
-                    return Walk {
-                        accepted,
-                        dropped_by: Some(format!("too many cases to prove (over {MAX_PIECES})")),
-                    };
-                }
-            }
-            _ => {
-                return Walk {
-                    accepted,
-                    dropped_by: Some(describe(policy, line.index)),
-                }
-            }
+        let action = line.rule.action();
+        if line.rule.limit().is_some() {
+            // A rate-limited rule may not match: the packets go on.
+            continue;
+        }
+        if action != Action::Allow && dropped_by.is_none() {
+            dropped_by = Some(describe(policy, line.index));
+        }
+        rest = rest.iter().flat_map(|p| p.subtract(&cube)).collect();
+        if rest.len() > MAX_PIECES {
+            return Walk {
+                reaches_drop_policy: false,
+                dropped_by: dropped_by
+                    .or_else(|| Some(format!("too many cases to prove (over {MAX_PIECES})"))),
+            };
+        }
+        if rest.is_empty() {
+            return Walk {
+                reaches_drop_policy: false,
+                dropped_by,
+            };
         }
     }
     match policy.defaults().get(chain) {
         Verdict::Allow => Walk {
-            accepted: true,
-            dropped_by: None,
+            reaches_drop_policy: false,
+            dropped_by,
         },
         Verdict::Drop => Walk {
-            accepted,
-            dropped_by: Some(format!("the {} policy (drop)", chain.iptables_name())),
+            reaches_drop_policy: true,
+            dropped_by: dropped_by
+                .or_else(|| Some(format!("the {} policy (drop)", chain.iptables_name()))),
         },
     }
 }
