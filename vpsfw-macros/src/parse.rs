@@ -197,6 +197,15 @@ fn parse_statement(
         }
         trees.drain(..2);
     }
+    let is_rule_head = matches!(trees.first(), Some(TokenTree::Ident(i)) if !STATEMENTS.contains(&i.to_string().as_str()));
+    if !allows.is_empty() && !is_rule_head {
+        if let Some(first) = trees.first() {
+            errors.push(syn::Error::new(
+                first.span(),
+                "`#[allow(...)]` goes before a rule; for the whole policy write `#![allow(...)]` at its top",
+            ));
+        }
+    }
     let tokens: TokenStream = trees.into_iter().collect();
     let mut head = match tokens.clone().into_iter().next() {
         Some(TokenTree::Ident(i)) => i.to_string(),

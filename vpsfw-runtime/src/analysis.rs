@@ -476,6 +476,21 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                     break;
                 }
                 if dead {
+                    // Name only the rules needed: drop each decider the others can do
+                    // without (the rule alone when one alone decides everything).
+                    let pos = |w: usize| lines[..i].iter().position(|l| l.index == w && decides(l));
+                    let mut keep: Vec<usize> = who.clone();
+                    for w in who.iter().rev() {
+                        let without: Vec<&Vec<(Class, Cube)>> = keep
+                            .iter()
+                            .filter(|k| *k != w)
+                            .filter_map(|k| pos(*k).map(|j| &cubes[j]))
+                            .collect();
+                        if covered(&cubes[i], &without) {
+                            keep.retain(|k| k != w);
+                        }
+                    }
+                    who = keep;
                     for w in who {
                         if !deciders[line.index].contains(&w) {
                             deciders[line.index].push(w);
@@ -493,37 +508,57 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
         .collect()
 }
 
+/// Whether the boxes of `rule` (per class) are covered by the union of `others`.
+fn covered(rule: &[(Class, Cube)], others: &[&Vec<(Class, Cube)>]) -> bool {
+    rule.iter().all(|(class, cube)| {
+        let mut rest = vec![cube.clone()];
+        for other in others {
+            for (c2, e) in other.iter() {
+                if c2 != class {
+                    continue;
+                }
+                rest = rest.iter().flat_map(|p| p.subtract(e)).collect();
+                if rest.is_empty() {
+                    return true;
+                }
+                if rest.len() > MAX_PIECES {
+                    return false;
+                }
+            }
+        }
+        rest.is_empty()
+    })
+}
+
 fn shadow_findings(policy: &Policy, out: &mut Vec<Finding>) {
     for (index, who) in dead_rules(policy) {
         let rule = &policy.rules()[index];
-        let other = who
+        let differs = who
             .iter()
-            .find(|w| policy.rules()[**w].action() != rule.action())
-            .copied();
-        let (kind, message) = match other {
-            Some(o) => (
+            .any(|w| policy.rules()[*w].action() != rule.action());
+        let mut list: Vec<String> = who.iter().take(4).map(|w| describe(policy, *w)).collect();
+        if who.len() > 4 {
+            list.push(format!("{} more", who.len() - 4));
+        }
+        let by = list.join(" and ");
+        let (kind, message) = if differs {
+            (
                 FindingKind::Shadowed,
+                format!("this rule never matches: every packet it would match is decided earlier by {by}"),
+            )
+        } else {
+            let done = match rule.action() {
+                Action::Allow => "allowed",
+                Action::Drop => "dropped",
+                Action::Reject => "rejected",
+                Action::Log => "decided",
+            };
+            (
+                FindingKind::Redundant,
                 format!(
-                    "this rule never matches: every packet it would match is decided earlier by {}",
-                    describe(policy, o)
+                    "this rule is redundant: every packet it matches is already {done} by {by}"
                 ),
-            ),
-            None => {
-                let list: Vec<String> = who.iter().take(3).map(|w| describe(policy, *w)).collect();
-                (
-                    FindingKind::Redundant,
-                    format!(
-                        "this rule is redundant: every packet it matches is already {} by {}",
-                        match rule.action() {
-                            Action::Allow => "allowed",
-                            Action::Drop => "dropped",
-                            Action::Reject => "rejected",
-                            Action::Log => "decided",
-                        },
-                        list.join(" and ")
-                    ),
-                )
-            }
+            )
         };
         out.push(Finding {
             kind,

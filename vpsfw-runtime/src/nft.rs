@@ -89,6 +89,14 @@ fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Fam
         let _ = write!(parts, " {word} \"{name}\"");
     }
     if let Some(f) = family {
+        if rule.src().is_none() && rule.dst().is_none() {
+            // `meta l4proto icmp` alone would also match IPv6 packets carrying protocol 1.
+            let _ = write!(
+                parts,
+                " meta nfproto {}",
+                if f == Family::V4 { "ipv4" } else { "ipv6" }
+            );
+        }
         addr(&mut parts, "saddr", rule.src(), policy, f);
         addr(&mut parts, "daddr", rule.dst(), policy, f);
     }
@@ -161,8 +169,12 @@ fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Fam
 }
 
 /// Whether a rule needs one nft rule per family: it names addresses.
+/// Whether a rule needs one nft rule per family: it names addresses, or it exists in
+/// one family only (an inet table sees both).
 fn per_family(rule: &Rule) -> bool {
-    rule.src().is_some() || rule.dst().is_some()
+    rule.src().is_some()
+        || rule.dst().is_some()
+        || !(rule.in_family(Family::V4) && rule.in_family(Family::V6))
 }
 
 /// The `nft -f` file: creates (or replaces, in the same transaction) `table inet vpsfw`.

@@ -289,10 +289,14 @@ impl Spec {
                 Subject::ChainPolicy(c) => seen_defaults.get(c).copied(),
                 Subject::Admin(i) => admin_locs.get(*i).copied(),
             };
-            let message = match finding.kind {
-                FindingKind::NoAdmin => finding.message,
-                kind => format!(
-                    "{}; if intended, say so with `#[allow({kind})]`",
+            let message = match (finding.kind, &finding.subject) {
+                (FindingKind::NoAdmin, _) => finding.message,
+                (kind, Subject::Rule(_)) => format!(
+                    "{}; if intended, say so with `#[allow({kind})]` on the rule",
+                    finding.message
+                ),
+                (kind, _) => format!(
+                    "{}; if intended, say so with `#![allow({kind})]` at the top of the policy",
                     finding.message
                 ),
             };

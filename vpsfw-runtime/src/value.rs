@@ -662,8 +662,9 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
 pub struct Label(String);
 
 impl Label {
-    /// `-m comment` takes at most 255 bytes; a group and a comment share them.
-    pub const MAX: usize = 120;
+    /// A rendered rule carries `group: comment`, and nft takes at most 128 bytes of
+    /// comment: 63 + 2 + 63.
+    pub const MAX: usize = 63;
 
     pub fn new(s: &str) -> Result<Self, String> {
         check_text("comment", s, Self::MAX)?;

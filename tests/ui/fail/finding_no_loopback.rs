@@ -1,0 +1,9 @@
+fn main() {
+    let _ = vpsfw::firewall! {
+        host admin = 198.51.100.7;
+        allow in state established,related;
+        allow in from admin state new;
+        admin admin;
+        policy input drop;
+    };
+}
