@@ -10,7 +10,7 @@ use vpsfw_runtime::{render, Format, Packet};
 
 /// `n` allow rules with distinct sources and ports, as an admin would write them.
 fn policy_source(n: usize) -> String {
-    let mut s = String::from("::vpsfw; policy input drop; group common { allow in on lo; allow in state established,related; }\n");
+    let mut s = String::from("::vpsfw; admin none; policy input drop; group common { allow in on lo; allow in state established,related; }\n");
     for i in 0..n {
         let (a, b) = (i / 250 % 250, i % 250 + 1);
         let port = 1000 + i % 60000;
@@ -52,7 +52,11 @@ fn bench() {
         "{:>6} {:>10} {:>10} {:>10} {:>10} | render: {:>9} {:>9} {:>9} {:>9} | eval pkt/s",
         "rules", "tokenize", "parse", "check", "expand", "sh", "restore", "restore6", "commands"
     );
-    for n in [100, 1_000, 5_000, 20_000] {
+    let sizes: Vec<usize> = std::env::var("VPSFW_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![100, 1_000, 5_000, 20_000]);
+    for n in sizes {
         let src = policy_source(n);
         let runs = if n >= 20_000 { 5 } else { 11 };
         let tokenize = median(|| drop(TokenStream::from_str(&src)), runs);
@@ -70,6 +74,8 @@ fn bench() {
         assert!(errors.is_empty(), "generated policy does not parse");
         let check = median(|| drop(spec.build()), runs);
         let policy = spec.build().expect("generated policy checks");
+        let analysis = median(|| drop(policy.analyze()), runs);
+        println!("   (analysis alone {:.2}ms)", analysis.as_secs_f64() * 1e3);
         let krate = quote::quote!(::vpsfw);
         let expand = median(|| drop(crate::expand::expand(&krate, &policy, &[])), runs);
         let whole = median(|| drop(crate::firewall2(tokens.clone())), runs);

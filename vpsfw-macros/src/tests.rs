@@ -28,6 +28,7 @@ const VALID: &[&str] = &[
         allow out tcp to [http, https, dns, smtp] state new;
         allow out udp to [dns, ntp] state new;
     }
+    admin admin;
     policy input drop;
     policy forward drop;
     policy output drop;

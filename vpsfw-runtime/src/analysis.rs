@@ -196,7 +196,82 @@ const IFACE: usize = 5;
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Cube([Ranges; DIMS]);
 
+type Bounds = [(u128, u128); DIMS];
+
+/// Deciding boxes of one chain by protocol class: those with a narrow source range in a
+/// map keyed by where the range starts, the rest in a list.
+struct Index {
+    narrow: [std::collections::BTreeMap<u128, Vec<(usize, Bounds)>>; 4],
+    wide: [Vec<(usize, Bounds)>; 4],
+    /// The widest source range kept in `narrow`.
+    span: u128,
+}
+
+fn class_slot(c: Class) -> usize {
+    match c {
+        Class::Tcp => 0,
+        Class::Udp => 1,
+        Class::Icmp => 2,
+        Class::Other => 3,
+    }
+}
+
+impl Index {
+    fn new(family: Family) -> Index {
+        Index {
+            narrow: Default::default(),
+            wide: Default::default(),
+            span: match family {
+                Family::V4 => 1 << 16,
+                Family::V6 => 1 << 80,
+            },
+        }
+    }
+
+    fn insert(&mut self, c: Class, b: Bounds, line: usize) {
+        let (lo, hi) = b[0];
+        if hi - lo < self.span {
+            self.narrow[class_slot(c)]
+                .entry(lo)
+                .or_default()
+                .push((line, b));
+        } else {
+            self.wide[class_slot(c)].push((line, b));
+        }
+    }
+
+    /// Earlier lines whose boxes' bounds overlap `b`, in chain order.
+    fn near(&self, c: Class, b: &Bounds) -> Vec<usize> {
+        let slot = class_slot(c);
+        let (lo, hi) = b[0];
+        let narrow = self.narrow[slot]
+            .range(lo.saturating_sub(self.span)..=hi)
+            .flat_map(|(_, v)| v.iter());
+        let mut out: Vec<usize> = self.wide[slot]
+            .iter()
+            .chain(narrow)
+            .filter(|(_, eb)| overlaps(b, eb))
+            .map(|(j, _)| *j)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+fn overlaps(a: &Bounds, b: &Bounds) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.0 <= y.1 && y.0 <= x.1)
+}
+
 impl Cube {
+    fn bounds(&self) -> Bounds {
+        let mut b = [(0, 0); DIMS];
+        for (out, r) in b.iter_mut().zip(&self.0) {
+            *out = r.bounds();
+        }
+        b
+    }
+
     fn intersects(&self, other: &Cube) -> bool {
         self.0.iter().zip(&other.0).all(|(a, b)| {
             let ((alo, ahi), (blo, bhi)) = (a.bounds(), b.bounds());
@@ -432,7 +507,15 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                         .collect()
                 })
                 .collect();
+            // Earlier deciding boxes, indexed by where their source range starts, so each
+            // rule is compared only with the ones that can touch it.
+            let mut index = Index::new(family);
             for (i, line) in lines.iter().enumerate() {
+                if i > 0 && decides(&lines[i - 1]) {
+                    for (c, cube) in &cubes[i - 1] {
+                        index.insert(*c, cube.bounds(), i - 1);
+                    }
+                }
                 if !written(line.rule) {
                     continue;
                 }
@@ -441,12 +524,16 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                 let mut dead = true;
                 'classes: for (class, cube) in &cubes[i] {
                     let mut rest = vec![cube.clone()];
-                    for (j, earlier) in lines[..i].iter().enumerate() {
-                        if !decides(earlier) {
-                            continue;
-                        }
+                    let bounds = cube.bounds();
+                    // Every piece lies inside the rule's own bounds: only earlier rules
+                    // whose bounds overlap them can touch it.
+                    for j in index.near(*class, &bounds) {
+                        let earlier = &lines[j];
                         for (c2, e) in &cubes[j] {
                             if c2 != class {
+                                continue;
+                            }
+                            if !rest.iter().any(|p| p.intersects(e)) {
                                 continue;
                             }
                             let mut next = Vec::with_capacity(rest.len());
@@ -620,7 +707,8 @@ fn loopback_findings(policy: &Policy, out: &mut Vec<Finding>) {
 /// rule's whole reply region (its peers and ports, state established) is walked through
 /// the other chain, and a finding is made only when no reply at all gets through.
 fn reply_findings(policy: &Policy, out: &mut Vec<Finding>) {
-    let ifaces = policy_ifaces(policy);
+    let chains = Chains::new(policy);
+    let ifaces = &chains.ifaces;
     for (index, rule) in policy.rules().iter().enumerate() {
         if !written(rule)
             || rule.action() != Action::Allow
@@ -669,7 +757,7 @@ fn reply_findings(policy: &Policy, out: &mut Vec<Finding>) {
                 _ => Cube([any, peer, service, client, zero, iface, state]),
             };
             for class in protos {
-                let w = walk(policy, &ifaces, family, reply_chain, cube.clone(), *class);
+                let w = walk(policy, &chains, family, reply_chain, cube.clone(), *class);
                 // Replies an explicit rule drops are the admin's choice (a blocklist);
                 // replies no rule lets back in, left to a drop policy, are the mistake.
                 if w.reaches_drop_policy {
@@ -756,22 +844,45 @@ struct Walk {
 
 /// Interface atoms over every rule of the policy, so a region built from one chain's
 /// rule can be walked through another chain.
-fn policy_ifaces(policy: &Policy) -> Ifaces {
-    let rules: Vec<&Rule> = policy.rules().iter().collect();
-    Ifaces::new(&rules)
+/// Every chain's lines and the interface atoms over every rule of the policy (so a
+/// region built from one chain's rule can be walked through another chain), made once.
+struct Chains<'p> {
+    ifaces: Ifaces,
+    lines: std::collections::HashMap<(Family, Chain), Vec<Line<'p>>>,
+}
+
+impl<'p> Chains<'p> {
+    fn new(policy: &'p Policy) -> Self {
+        let rules: Vec<&Rule> = policy.rules().iter().collect();
+        let mut lines = std::collections::HashMap::new();
+        for f in Family::ALL {
+            for c in Chain::ALL {
+                lines.insert((f, c), chain_lines(policy, f, c));
+            }
+        }
+        Chains {
+            ifaces: Ifaces::new(&rules),
+            lines,
+        }
+    }
+
+    fn get(&self, f: Family, c: Chain) -> &[Line<'p>] {
+        self.lines.get(&(f, c)).map_or(&[], Vec::as_slice)
+    }
 }
 
 fn walk(
     policy: &Policy,
-    ifaces: &Ifaces,
+    chains: &Chains<'_>,
     family: Family,
     chain: Chain,
     start: Cube,
     class: Class,
 ) -> Walk {
+    let ifaces = &chains.ifaces;
     let mut rest = vec![start];
     let mut dropped_by = None;
-    for line in &chain_lines(policy, family, chain) {
+    for line in chains.get(family, chain) {
         if line.rule.action() == Action::Log {
             continue;
         }
@@ -859,7 +970,8 @@ fn admin_cube(
 }
 
 fn lockout_findings(policy: &Policy, admins: &[Admin], no_admin: bool, out: &mut Vec<Finding>) {
-    let ifaces = policy_ifaces(policy);
+    let chains = Chains::new(policy);
+    let ifaces = &chains.ifaces;
     if admins.is_empty() {
         if !no_admin && policy.defaults().input == Verdict::Drop {
             out.push(Finding {
@@ -906,7 +1018,7 @@ fn lockout_findings(policy: &Policy, admins: &[Admin], no_admin: bool, out: &mut
                     Some(lo) => all.subtract(&Ranges::one(lo, lo)),
                     None => all,
                 };
-                if let Some(by) = walk(policy, &ifaces, family, chain, cube, Class::Tcp).dropped_by
+                if let Some(by) = walk(policy, &chains, family, chain, cube, Class::Tcp).dropped_by
                 {
                     out.push(Finding {
                         kind: FindingKind::Lockout,
