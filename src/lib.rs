@@ -19,6 +19,7 @@
 //!         allow in from admin;
 //!         allow in from office tcp to [http, https] state new,established;
 //!     }
+//!     admin admin;
 //!     policy input drop;
 //! };
 //! let v4 = vpsfw::render(&policy, vpsfw::Format::Restore);

@@ -79,6 +79,7 @@ const RULE_ADDRS: &[&str] = &[
     "2001:db8:200::/64",
     "h1",
     "n1",
+    "s1",
     "any",
 ];
 
@@ -112,6 +113,19 @@ impl Case {
         let mut b = Builder::new()
             .host("h1", &["198.51.100.7", "2001:db8:100::7"])
             .net("n1", &["203.0.113.0/25", "2001:db8:200::/64"])
+            // A set with overlapping and adjacent elements of both families: ipset /
+            // nft interval set in the kernel, binary search in the evaluator.
+            .set(
+                "s1",
+                &[
+                    "198.51.100.0/28",
+                    "198.51.100.8/29",
+                    "198.51.100.200",
+                    "203.0.113.5",
+                    "2001:db8:100::/120",
+                    "2001:db8:300::1",
+                ],
+            )
             .policy(Chain::Input, self.input)
             .policy(Chain::Output, self.output)
             // Random rules shadow each other by design: that is what is being tested.
@@ -173,7 +187,7 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
         let without_any = RULE_ADDRS.len() - usize::from(rng.chance(90));
         let a = *rng.pick(&RULE_ADDRS[..without_any]);
         let v6_only = a.contains(':');
-        let v4_only = !v6_only && !matches!(a, "h1" | "n1" | "any");
+        let v4_only = !v6_only && !matches!(a, "h1" | "n1" | "s1" | "any");
         let clash = match proto.and_then(Protocol::family) {
             Some(Family::V4) => v6_only,
             Some(Family::V6) => v4_only,
@@ -545,6 +559,11 @@ fn compare(policy: &Policy, probes: &[Probe], backend: Backend) -> Result<Mismat
         Backend::Iptables => {
             let v4 = vpsfw::render(policy, vpsfw::Format::Restore);
             let v6 = vpsfw::render(policy, vpsfw::Format::Restore6);
+            // The restore files match the policy's sets by name: load them first.
+            if !policy.sets().is_empty() {
+                let sets = vpsfw::render(policy, vpsfw::Format::Ipset);
+                lab.exec_stdin(lab.vps(), &["ipset", "-exist", "restore"], Some(&sets))?;
+            }
             if let Err(e) = lab.restore_test(lab.vps(), &v4, &v6) {
                 return refused(format!("the kernel refused the restore files: {e}"));
             }

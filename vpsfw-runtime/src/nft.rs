@@ -313,3 +313,40 @@ rules | nft -f - || die "loading the ruleset failed (nothing was changed)"
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::builder::{Builder, RuleBuilder};
+    use crate::value::{Action, Direction};
+
+    /// Regression (found by the differential test): nft refuses the all-wildcard
+    /// `iifname "*"` that `on +` would become; every packet has an interface, so the
+    /// match is left out.
+    #[test]
+    fn on_plus_matches_every_interface() {
+        let p = Builder::new()
+            .rule(
+                RuleBuilder::new(Action::Drop, Direction::In)
+                    .on("+")
+                    .from("203.0.113.5"),
+            )
+            .build()
+            .unwrap();
+        let text = super::file(&p);
+        assert!(
+            text.contains("\t\tip saddr 203.0.113.5 counter drop\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\"*\""), "{text}");
+    }
+
+    /// A single-family rule without addresses says its family: an inet table sees both.
+    #[test]
+    fn single_family_rules_carry_nfproto() {
+        let p = Builder::new()
+            .rule(RuleBuilder::allow_in().proto(crate::value::Protocol::Icmp))
+            .build()
+            .unwrap();
+        assert!(super::file(&p).contains("meta nfproto ipv4 meta l4proto icmp counter accept"));
+    }
+}
