@@ -69,7 +69,7 @@ fn check_prints_one_line_starting_with_the_verdict() {
     );
     let text = stdout(&o);
     assert!(
-        text.starts_with("ACCEPT by IPv4 rule 4 of INPUT (group server, line ")
+        text.starts_with("ACCEPT by IPv4 rule 9 of INPUT (group server, line ")
             && text.ends_with("): allow in tcp from 1024: to [http, https] state new;\n"),
         "{text}"
     );

@@ -6,8 +6,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use vpsfw_runtime::{
-    Action, Address, Direction, Family, FindingKind, Origin, Policy, Ports, Protocol, RateUnit,
-    Rule, Target, Verdict,
+    Action, Address, Direction, Family, FindingKind, Origin, Policy, Ports, Preset, Protocol,
+    RateUnit, Rule, Target, Verdict,
 };
 
 /// The expression that builds `policy`; `krate` is the path of the `vpsfw` facade.
@@ -36,6 +36,19 @@ pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenSt
     });
     let console_only = policy.admins().is_empty() && policy.analyze_console_only();
     let allowed = policy.allowed_findings().iter().map(|k| finding(&p, *k));
+    let presets = policy.presets().iter().map(|(at, preset)| {
+        let name = preset.name();
+        let (limit, seconds, prefix) = match preset {
+            Preset::SynFlood(l) | Preset::ConnRate(l) | Preset::Ping(l) => (Some(*l), None, None),
+            Preset::PortScan { seconds } => (None, Some(*seconds), None),
+            Preset::LogDrops { limit, prefix } => (Some(*limit), None, Some(prefix.as_str())),
+            Preset::Invalid => (None, None, None),
+        };
+        let limit = opt(&p, limit, |l| limit_tokens(&p, l));
+        let seconds = opt(&p, seconds, |s| quote!(#s));
+        let prefix = opt(&p, prefix, |s| quote!(#s));
+        quote!((#at, #p::preset(#name, #limit, #seconds, #prefix)))
+    });
     let d = policy.defaults();
     let [input, forward, output] = [d.input, d.forward, d.output].map(|v| verdict(&p, v));
     let rules = policy
@@ -55,6 +68,7 @@ pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenSt
                     admins: <#p::Vec<_> as #p::From<_>>::from([#(#admins),*]),
                     console_only: #console_only,
                     allowed: <#p::Vec<_> as #p::From<_>>::from([#(#allowed),*]),
+                    presets: <#p::Vec<_> as #p::From<_>>::from([#(#presets),*]),
                 },
                 <#p::Vec<_> as #p::From<_>>::from([#(#rules),*]),
             )
@@ -92,6 +106,17 @@ fn address(p: &TokenStream, a: &Address) -> TokenStream {
         quote!(([#(#s),*], #len))
     });
     quote!(#p::addr(#name, #v4, #v6))
+}
+
+fn limit_tokens(p: &TokenStream, l: vpsfw_runtime::Limit) -> TokenStream {
+    let (count, burst) = (l.count(), l.burst());
+    let unit = match l.unit() {
+        RateUnit::Second => quote!(Second),
+        RateUnit::Minute => quote!(Minute),
+        RateUnit::Hour => quote!(Hour),
+        RateUnit::Day => quote!(Day),
+    };
+    quote!(#p::limit(#count, #p::RateUnit::#unit, #burst))
 }
 
 fn finding(p: &TokenStream, k: FindingKind) -> TokenStream {
@@ -165,16 +190,7 @@ fn rule(p: &TokenStream, r: &Rule) -> TokenStream {
         let bits = s.bits();
         quote!(#p::states(#bits))
     });
-    let limit = opt(p, r.limit(), |l| {
-        let (count, burst) = (l.count(), l.burst());
-        let unit = match l.unit() {
-            RateUnit::Second => quote!(Second),
-            RateUnit::Minute => quote!(Minute),
-            RateUnit::Hour => quote!(Hour),
-            RateUnit::Day => quote!(Day),
-        };
-        quote!(#p::limit(#count, #p::RateUnit::#unit, #burst))
-    });
+    let limit = opt(p, r.limit(), |l| limit_tokens(p, l));
     let log_prefix = opt(p, r.log_prefix(), |l| {
         let s = l.as_str();
         quote!(#p::log_prefix(#s))

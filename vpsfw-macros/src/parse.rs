@@ -11,8 +11,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::{Ident, LitFloat, LitInt, LitStr, Token};
 use vpsfw_runtime::diag::{closest, shown};
 use vpsfw_runtime::spec::{
-    read_set_file, AddrSpec, AdminSpec, DefaultSpec, EndpointSpec, Item, LimitSpec, NameKind,
-    NameSpec, PortSpec, RuleSpec, SetElement, SetSpec, Spec,
+    read_set_file, AddrSpec, AdminSpec, DefaultSpec, EndpointSpec, HardenSpec, Item, LimitSpec,
+    NameKind, NameSpec, PortSpec, RuleSpec, SetElement, SetSpec, Spec,
 };
 use vpsfw_runtime::{service_port, Action, Loc, Protocol, Spanned};
 
@@ -22,7 +22,7 @@ const CLAUSES: &[&str] = &[
 ];
 
 /// The words that start a statement other than a rule.
-const STATEMENTS: &[&str] = &["host", "net", "set", "admin", "policy", "group"];
+const STATEMENTS: &[&str] = &["host", "net", "set", "admin", "harden", "policy", "group"];
 
 /// Where each [`Loc`] points: the first and last token of what it names.
 #[derive(Default)]
@@ -254,6 +254,7 @@ fn parse_statement(
         "policy" => parse_in(end, tokens, |input| parse_default(input, locs)).map(Item::Default),
         "set" => parse_in(end, tokens, |input| parse_set(input, locs)).map(Item::Set),
         "admin" => parse_in(end, tokens, |input| parse_admin(input, locs)).map(Item::Admin),
+        "harden" => parse_in(end, tokens, |input| parse_harden(input, locs)).map(Item::Harden),
         "group" => {
             if group.is_some() {
                 errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
@@ -349,6 +350,105 @@ fn parse_allow(
             e
         }
     })
+}
+
+/// After `limit`: `5/minute [burst 10]`.
+fn parse_limit(input: ParseStream, locs: &mut Locs) -> syn::Result<LimitSpec> {
+    let count: LitInt = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a rate after `limit`, such as `5/minute`",
+        )
+    })?;
+    input.parse::<Token![/]>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected `/` and a unit after the rate, such as `5/minute`",
+        )
+    })?;
+    let unit = word(input).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a unit: `second`, `minute`, `hour` or `day`",
+        )
+    })?;
+    let mut burst = None;
+    if peek_word(input, "burst") {
+        word(input)?;
+        let b: LitInt = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected a number after `burst`"))?;
+        burst = Some(spanned(
+            b.base10_digits().to_owned(),
+            b.span(),
+            b.span(),
+            locs,
+        ));
+    }
+    Ok(LimitSpec {
+        at: locs.add(count.span(), unit.span()),
+        count: spanned(
+            count.base10_digits().to_owned(),
+            count.span(),
+            count.span(),
+            locs,
+        ),
+        unit: spanned(unit.to_string(), unit.span(), unit.span(), locs),
+        burst,
+    })
+}
+
+/// `harden PRESET [limit RATE [burst N]] [for SECONDS] [prefix "..."]`.
+fn parse_harden(input: ParseStream, locs: &mut Locs) -> syn::Result<HardenSpec> {
+    let kw = word(input)?;
+    let name = input.call(Ident::parse_any).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a preset after `harden`: `invalid`, `syn_flood`, `conn_rate`, `ping`, `port_scan` or `log_drops`",
+        )
+    })?;
+    let at = locs.add(kw.span(), name.span());
+    let mut spec = HardenSpec {
+        at,
+        name: spanned(name.to_string(), name.span(), name.span(), locs),
+        limit: None,
+        seconds: None,
+        prefix: None,
+    };
+    while !input.is_empty() {
+        let w = word(input)
+            .map_err(|e| syn::Error::new(e.span(), "expected `limit`, `for` or `prefix`"))?;
+        match w.to_string().as_str() {
+            "limit" if spec.limit.is_none() => spec.limit = Some(parse_limit(input, locs)?),
+            "for" if spec.seconds.is_none() => {
+                let n: LitInt = input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "expected seconds after `for`, such as `for 60`")
+                })?;
+                spec.seconds = Some(spanned(
+                    n.base10_digits().to_owned(),
+                    n.span(),
+                    n.span(),
+                    locs,
+                ));
+            }
+            "prefix" if spec.prefix.is_none() => {
+                let s: LitStr = input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "expected a string in quotes after `prefix`")
+                })?;
+                spec.prefix = Some(spanned(s.value(), s.span(), s.span(), locs));
+            }
+            "limit" | "for" | "prefix" => {
+                return Err(syn::Error::new(w.span(), format!("`{w}` is given twice")))
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    w.span(),
+                    format!("unexpected `{w}`; a preset takes `limit`, `for` and `prefix`"),
+                ))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// `admin NAME [port P]` or `admin none`.
@@ -723,49 +823,7 @@ fn parse_rule(
             }
             "limit" => {
                 dup(rule.limit.is_some())?;
-                let count: LitInt = input.parse().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected a rate after `limit`, such as `5/minute`",
-                    )
-                })?;
-                input.parse::<Token![/]>().map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected `/` and a unit after the rate, such as `5/minute`",
-                    )
-                })?;
-                let unit = word(input).map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected a unit: `second`, `minute`, `hour` or `day`",
-                    )
-                })?;
-                let mut burst = None;
-                if peek_word(input, "burst") {
-                    word(input)?;
-                    let b: LitInt = input.parse().map_err(|e| {
-                        syn::Error::new(e.span(), "expected a number after `burst`")
-                    })?;
-                    burst = Some(spanned(
-                        b.base10_digits().to_owned(),
-                        b.span(),
-                        b.span(),
-                        locs,
-                    ));
-                }
-                let limit_at = locs.add(count.span(), unit.span());
-                rule.limit = Some(LimitSpec {
-                    at: limit_at,
-                    count: spanned(
-                        count.base10_digits().to_owned(),
-                        count.span(),
-                        count.span(),
-                        locs,
-                    ),
-                    unit: spanned(unit.to_string(), unit.span(), unit.span(), locs),
-                    burst,
-                });
+                rule.limit = Some(parse_limit(input, locs)?);
             }
             "prefix" | "comment" => {
                 let slot = if k == "prefix" {

@@ -8,6 +8,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use crate::addr::Address;
 pub use crate::analysis::{Admin, FindingKind};
+pub use crate::harden::Preset;
 pub use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 pub use crate::set::SetDef;
 pub use crate::value::{
@@ -29,11 +30,14 @@ pub struct PolicyParts {
     pub admins: Vec<Admin>,
     pub console_only: bool,
     pub allowed: Vec<FindingKind>,
+    /// Presets with the number of rules (vpsfw's own and written) before each.
+    pub presets: Vec<(usize, Preset)>,
 }
 
 pub fn policy(p: PolicyParts, written: Vec<Rule>) -> Policy {
     let mut rules = crate::spec::implicit_rules();
     rules.extend(written);
+    let rules = crate::harden::with_presets(rules, &p.presets);
     Policy {
         names: p.names,
         sets: p.sets,
@@ -42,6 +46,7 @@ pub fn policy(p: PolicyParts, written: Vec<Rule>) -> Policy {
         admins: p.admins,
         console_only: p.console_only,
         allowed: p.allowed,
+        presets: p.presets,
     }
 }
 
@@ -174,5 +179,17 @@ pub fn rule(p: RuleParts) -> Rule {
             text: p.text.map(str::to_owned),
         },
         allowed: p.allowed,
+        syn: false,
+        over: None,
+        recent: None,
     }
+}
+
+pub fn preset(
+    name: &str,
+    limit: Option<Limit>,
+    seconds: Option<u32>,
+    prefix: Option<&str>,
+) -> Preset {
+    Preset::new(name, limit, seconds, prefix.map(LogPrefix::raw)).unwrap_or(Preset::Invalid)
 }

@@ -474,7 +474,7 @@ fn written(rule: &Rule) -> bool {
 
 /// Whether a line decides every packet it matches.
 fn decides(line: &Line<'_>) -> bool {
-    line.rule.action() != Action::Log && line.rule.limit().is_none() && written(line.rule)
+    line.rule.action() != Action::Log && !line.rule.may_not_match() && written(line.rule)
 }
 
 fn describe(policy: &Policy, index: usize) -> String {
@@ -893,7 +893,7 @@ fn walk(
             continue;
         }
         let action = line.rule.action();
-        if line.rule.limit().is_some() {
+        if line.rule.may_not_match() {
             // A rate-limited rule may not match: the packets go on.
             continue;
         }

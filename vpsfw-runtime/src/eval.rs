@@ -117,6 +117,16 @@ impl fmt::Display for Decision<'_> {
 
 fn line_matches(line: &Line<'_>, p: &Packet) -> bool {
     let rule = line.rule;
+    // Rates and history the evaluator cannot know: the answer is for a packet under
+    // every rate, from a source not on the port-scan list.
+    if rule.over().is_some() || matches!(rule.recent(), Some(crate::harden::Recent::Listed { .. }))
+    {
+        return false;
+    }
+    // A new TCP connection starts with a SYN; other packets are not SYNs.
+    if rule.syn() && !(p.proto == Protocol::Tcp && p.state == State::New) {
+        return false;
+    }
     if let Some(i) = rule.iface() {
         if !i.matches(&p.iface) {
             return false;

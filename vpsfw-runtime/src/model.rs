@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::Address;
 use crate::analysis::{Admin, Finding, FindingKind, Subject};
+use crate::harden::{Over, Preset, Recent};
 use crate::set::SetDef;
 use crate::value::*;
 
@@ -136,6 +137,14 @@ pub struct Rule {
     /// Findings of the analysis this rule is meant to have (`#[allow(...)]`).
     #[serde(default)]
     pub(crate) allowed: Vec<FindingKind>,
+    /// Hardening presets only: TCP SYN, a rate over which the rule matches, the list of
+    /// recent port scanners.
+    #[serde(default)]
+    pub(crate) syn: bool,
+    #[serde(default)]
+    pub(crate) over: Option<Over>,
+    #[serde(default)]
+    pub(crate) recent: Option<Recent>,
 }
 
 impl Rule {
@@ -197,6 +206,25 @@ impl Rule {
     /// Findings this rule is meant to have (`#[allow(...)]`).
     pub fn allowed(&self) -> &[FindingKind] {
         &self.allowed
+    }
+    /// Matches TCP SYN packets only (hardening presets).
+    pub fn syn(&self) -> bool {
+        self.syn
+    }
+    /// Matches only packets over this rate (hardening presets).
+    pub fn over(&self) -> Option<&Over> {
+        self.over.as_ref()
+    }
+    /// Matches by the list of recent port scanners (hardening presets).
+    pub fn recent(&self) -> Option<&Recent> {
+        self.recent.as_ref()
+    }
+    /// Whether the rule may not match a packet it otherwise matches, depending on rates
+    /// or history the policy cannot know: the analysis never counts on it.
+    pub fn may_not_match(&self) -> bool {
+        self.limit.is_some()
+            || self.over.is_some()
+            || matches!(self.recent, Some(Recent::Listed { .. }))
     }
     /// The rule as written in the policy, or in canonical form when that is not known.
     pub fn text(&self) -> String {
@@ -300,6 +328,8 @@ pub struct Policy {
     pub(crate) console_only: bool,
     /// Findings allowed for the whole policy (`#![allow(...)]`).
     pub(crate) allowed: Vec<FindingKind>,
+    /// Hardening presets, each with the number of rules before its statement.
+    pub(crate) presets: Vec<(usize, Preset)>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +345,8 @@ struct PolicyRepr {
     console_only: bool,
     #[serde(default)]
     allowed: Vec<FindingKind>,
+    #[serde(default)]
+    presets: Vec<(usize, Preset)>,
 }
 
 impl TryFrom<PolicyRepr> for Policy {
@@ -359,6 +391,7 @@ impl TryFrom<PolicyRepr> for Policy {
             admins: r.admins,
             console_only: r.console_only,
             allowed: r.allowed,
+            presets: r.presets,
         })
     }
 }
@@ -430,6 +463,11 @@ impl Policy {
     /// Findings allowed for the whole policy (`#![allow(...)]`).
     pub fn allowed_findings(&self) -> &[FindingKind] {
         &self.allowed
+    }
+    /// The hardening presets, each with the number of rules (vpsfw's own and written)
+    /// before its statement.
+    pub fn presets(&self) -> &[(usize, Preset)] {
+        &self.presets
     }
     /// Who administers the host (`admin NAME;`).
     pub fn admins(&self) -> &[Admin] {

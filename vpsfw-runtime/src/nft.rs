@@ -129,12 +129,51 @@ fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Fam
             let _ = write!(parts, " meta l4proto {l4}");
         }
     }
+    if rule.syn() {
+        parts.push_str(" tcp flags & (fin | syn | rst | ack) == syn");
+    }
     if let Some(s) = rule.states() {
         let _ = write!(
             parts,
             " ct state {{ {} }}",
             s.iter().map(|s| s.word()).collect::<Vec<_>>().join(", ")
         );
+    }
+    let ip = match family {
+        Some(Family::V6) => "ip6",
+        _ => "ip",
+    };
+    if let Some(o) = rule.over() {
+        let l = o.limit;
+        let rate = format!(
+            "limit rate over {}/{} burst {} packets",
+            l.count(),
+            l.unit().word(),
+            l.burst()
+        );
+        match family.filter(|_| o.per_source) {
+            Some(f) => {
+                let _ = write!(
+                    parts,
+                    " add @{} {{ {ip} saddr {rate} }}",
+                    dynamic_set(&o.name, f)
+                );
+            }
+            None => {
+                let _ = write!(parts, " {rate}");
+            }
+        }
+    }
+    if let (Some(recent), Some(f)) = (rule.recent(), family) {
+        let set = dynamic_set(crate::harden::SCAN_LIST, f);
+        match recent {
+            crate::harden::Recent::Listed { .. } => {
+                let _ = write!(parts, " {ip} saddr @{set}");
+            }
+            crate::harden::Recent::Add => {
+                let _ = write!(parts, " update @{set} {{ {ip} saddr }}");
+            }
+        }
     }
     if let Some(l) = rule.limit() {
         let _ = write!(
@@ -175,6 +214,17 @@ fn per_family(rule: &Rule) -> bool {
     rule.src().is_some()
         || rule.dst().is_some()
         || !(rule.in_family(Family::V4) && rule.in_family(Family::V6))
+        || rule.recent().is_some()
+        || rule.over().is_some_and(|o| o.per_source)
+}
+
+/// The dynamic set of a per-source rate or of the port-scan list, for one family.
+fn dynamic_set(stem: &str, f: Family) -> String {
+    let stem = stem.replace('-', "_");
+    match f {
+        Family::V4 => format!("{stem}_v4"),
+        Family::V6 => format!("{stem}_v6"),
+    }
 }
 
 /// The `nft -f` file: creates (or replaces, in the same transaction) `table inet vpsfw`.
@@ -245,6 +295,28 @@ fn body(out: &mut String, policy: &Policy) {
                 out.push_str(e);
             }
             out.push_str(" }\n\t}\n\n");
+        }
+    }
+    // The hardening presets' dynamic sets: per-source rate buckets and the port-scan list.
+    for rule in policy.rules() {
+        let (stem, timeout) = match (rule.over(), rule.recent()) {
+            (Some(o), _) if o.per_source => (o.name.clone(), 60),
+            (_, Some(crate::harden::Recent::Listed { seconds })) => {
+                (crate::harden::SCAN_LIST.to_owned(), *seconds)
+            }
+            _ => continue,
+        };
+        for f in Family::ALL.into_iter().filter(|f| rule.in_family(*f)) {
+            let ty = if f == Family::V4 {
+                "ipv4_addr"
+            } else {
+                "ipv6_addr"
+            };
+            let _ = write!(
+                out,
+                "\tset {} {{\n\t\ttype {ty}\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}s\n\t}}\n\n",
+                dynamic_set(&stem, f)
+            );
         }
     }
     let d = policy.defaults();

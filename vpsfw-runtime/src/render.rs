@@ -188,6 +188,9 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     for (name, dir) in &sets {
         let _ = write!(out, " -m set --match-set {name} {dir}");
     }
+    if rule.syn() {
+        out.push_str(" -m tcp --tcp-flags FIN,SYN,RST,ACK SYN");
+    }
     if let Some(p) = rule.proto() {
         if p.has_ports()
             && (line.sport.is_some_and(|s| s.len() == 1)
@@ -219,6 +222,33 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     }
     if let Some(s) = rule.states() {
         let _ = write!(out, " -m conntrack --ctstate {}", s.iptables_list());
+    }
+    if let Some(o) = rule.over() {
+        let l = o.limit;
+        let _ = write!(
+            out,
+            " -m hashlimit --hashlimit-above {}/{} --hashlimit-burst {}",
+            l.count(),
+            l.unit().iptables(),
+            l.burst()
+        );
+        if o.per_source {
+            out.push_str(" --hashlimit-mode srcip");
+        }
+        let _ = write!(out, " --hashlimit-name {}", o.name);
+    }
+    match rule.recent() {
+        Some(crate::harden::Recent::Listed { seconds }) => {
+            let _ = write!(
+                out,
+                " -m recent --rcheck --seconds {seconds} --name {}",
+                crate::harden::SCAN_LIST
+            );
+        }
+        Some(crate::harden::Recent::Add) => {
+            let _ = write!(out, " -m recent --set --name {}", crate::harden::SCAN_LIST);
+        }
+        None => {}
     }
     if let Some(l) = rule.limit() {
         let _ = write!(

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::{parse_net, with_prefix, Address};
 use crate::analysis::{Admin, FindingKind, Subject};
 use crate::diag::{did_you_mean, shown, Diagnostics, Loc, Sink, Spanned};
+use crate::harden::Preset;
 use crate::model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 use crate::set::{check_set_name, SetDef};
 use crate::value::*;
@@ -41,6 +42,8 @@ pub enum Item {
     Admin(AdminSpec),
     /// `#![allow(unused_name)]`: findings allowed for the whole policy.
     Allow(Vec<Spanned<String>>),
+    /// `harden syn_flood limit 25/second burst 50;`, `harden port_scan for 60;`
+    Harden(HardenSpec),
     Rule(RuleSpec),
 }
 
@@ -85,6 +88,17 @@ pub fn read_set_file(text: &str) -> Vec<(u32, String)> {
             (!l.is_empty()).then(|| (i as u32 + 1, l.to_owned()))
         })
         .collect()
+}
+
+/// A hardening preset and its settings, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardenSpec {
+    pub at: Loc,
+    pub name: Spanned<String>,
+    pub limit: Option<LimitSpec>,
+    /// `for N`: seconds, for `port_scan`.
+    pub seconds: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
 }
 
 /// Who administers the host; `name: None` is `admin none;` (console only).
@@ -212,6 +226,7 @@ impl Spec {
         let mut admin_locs = Vec::new();
         let mut console_only = false;
         let mut allowed = Vec::new();
+        let mut presets: Vec<(usize, Preset)> = Vec::new();
         for item in &self.items {
             match item {
                 Item::Name(_) | Item::Set(_) => {}
@@ -251,6 +266,43 @@ impl Spec {
                     }
                 },
                 Item::Allow(list) => allowed.extend(check_allows(list, &mut sink)),
+                Item::Harden(h) => {
+                    let limit = match &h.limit {
+                        Some(l) => check_limit(l, &mut sink).map(Some),
+                        None => Some(None),
+                    };
+                    let seconds = match &h.seconds {
+                        Some(s) => sink
+                            .take(
+                                s.at,
+                                parse_count(&s.value, "time")
+                                    .map(|n| n.min(u64::from(u32::MAX)) as u32),
+                            )
+                            .map(Some),
+                        None => Some(None),
+                    };
+                    let prefix = match &h.prefix {
+                        Some(p) => sink.take(p.at, LogPrefix::new(&p.value)).map(Some),
+                        None => Some(None),
+                    };
+                    if let (Some(limit), Some(seconds), Some(prefix)) = (limit, seconds, prefix) {
+                        if let Some(preset) = sink.take(
+                            h.name.at,
+                            Preset::new(&h.name.value, limit, seconds, prefix),
+                        ) {
+                            if presets
+                                .iter()
+                                .any(|(_, p): &(usize, Preset)| p.name() == preset.name())
+                            {
+                                sink.error(
+                                    h.name.at,
+                                    format!("`harden {}` is given twice", preset.name()),
+                                );
+                            }
+                            presets.push((rules.len(), preset));
+                        }
+                    }
+                }
                 Item::Rule(r) => {
                     let allow = check_allows(&r.allow, &mut sink);
                     if let Some(mut rule) = check_rule(r, &names, &mut sink) {
@@ -272,6 +324,11 @@ impl Spec {
         let name_locs: HashMap<String, Loc> =
             names.iter().map(|(n, (at, _))| (n.clone(), *at)).collect();
         let (names, sets) = sorted_declarations(names);
+        let rules = crate::harden::with_presets(rules, &presets);
+        let rule_locs = crate::harden::place(rule_locs, &presets, |p| {
+            let (head, tail) = p.rules();
+            (vec![None; head.len()], vec![None; tail.len()])
+        });
         let policy = Policy {
             names,
             sets,
@@ -280,6 +337,7 @@ impl Spec {
             admins,
             console_only,
             allowed,
+            presets,
         };
         let fallback = self.items.first().map_or(Loc::new(0), item_loc);
         for finding in policy.analyze() {
@@ -316,8 +374,19 @@ fn item_loc(item: &Item) -> Loc {
         Item::Default(d) => d.chain.at,
         Item::Admin(a) => a.at,
         Item::Allow(l) => l.first().map_or(Loc::new(0), |s| s.at),
+        Item::Harden(h) => h.at,
         Item::Rule(r) => r.at,
     }
+}
+
+fn check_limit(l: &LimitSpec, sink: &mut Sink) -> Option<Limit> {
+    let count = sink.take(l.count.at, parse_count(&l.count.value, "rate"));
+    let unit = sink.take(l.unit.at, l.unit.value.parse::<RateUnit>());
+    let burst = match &l.burst {
+        Some(b) => sink.take(b.at, parse_count(&b.value, "burst")).map(Some),
+        None => Some(None),
+    };
+    sink.take(l.at, Limit::new(count?, unit?, burst?))
 }
 
 /// The finding names of an `allow(...)`.
@@ -523,6 +592,9 @@ pub(crate) fn implicit_rules() -> Vec<Rule> {
                 group: Label::new(COMMON_GROUP).ok(),
                 comment: Label::new("icmpv6 needed by ipv6").ok(),
                 allowed: Vec::new(),
+                syn: false,
+                over: None,
+                recent: None,
                 origin: Origin::Implicit {
                     why: "IPv6 needs this ICMPv6 type to work (RFC 4890)".into(),
                 },
@@ -738,15 +810,7 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
         states = Some(set);
     }
 
-    let limit = r.limit.as_ref().and_then(|l| {
-        let count = sink.take(l.count.at, parse_count(&l.count.value, "rate"));
-        let unit = sink.take(l.unit.at, l.unit.value.parse::<RateUnit>());
-        let burst = match &l.burst {
-            Some(b) => sink.take(b.at, parse_count(&b.value, "burst")).map(Some),
-            None => Some(None),
-        };
-        sink.take(l.at, Limit::new(count?, unit?, burst?))
-    });
+    let limit = r.limit.as_ref().and_then(|l| check_limit(l, sink));
 
     let empty = (None, None, true);
     let (src, sport, src_ok) = r
@@ -851,6 +915,9 @@ fn check_rule(r: &RuleSpec, names: &Names, sink: &mut Sink) -> Option<Rule> {
             text: r.text.clone(),
         },
         allowed: Vec::new(),
+        syn: false,
+        over: None,
+        recent: None,
     })
 }
 
