@@ -15,12 +15,13 @@ pub fn policy() -> Policy {
 
         group common {
             allow in on lo;
+            // Pings are limited before the fast path: one `ping -f` is one flow.
+            harden ping;
             allow in state established,related;
             // The article's set_fwlevel, as presets (see the README for their rules).
             harden invalid;
             harden syn_flood limit 200/second burst 400;
             harden conn_rate limit 50/second burst 100;
-            harden ping;
             harden log_drops;
             allow out on lo;
             allow out state established,related;

@@ -197,6 +197,12 @@ mod linux {
                     crate::support::sets_kernel::set_reload(nft).map_err(Failed::from)
                 }),
             ));
+            for &(preset, trial) in crate::support::harden_kernel::TRIALS {
+                all.push((
+                    format!("harden::{backend}::{preset}"),
+                    Box::new(move || trial(nft).map_err(Failed::from)),
+                ));
+            }
         }
         all.push((
             "coexist::iptables_own_chains_keep_other_tools_rules".to_owned(),

@@ -1,5 +1,5 @@
 #!/bin/sh
-# vpsfw 0.1.0 policy 7059c694a4e2297f: loads the IPv4 and IPv6 filter tables atomically
+# vpsfw 0.1.0 policy d84f4796fd8d6cc3: loads the IPv4 and IPv6 filter tables atomically
 # Both rulesets are checked by the kernel's own parser before either is loaded, each
 # is loaded in one transaction, and if IPv6 fails the previous IPv4 ruleset is put
 # back. Loading replaces rules instead of appending: running this twice gives the
@@ -25,12 +25,12 @@ rules_v4() {
 :FORWARD DROP [0:0]
 :OUTPUT DROP [0:0]
 -A INPUT -i lo -m comment --comment common -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name vpsfw-ping -m comment --comment "harden: ping" -j DROP
+-A INPUT -p icmp -m icmp --icmp-type 8 -m comment --comment "harden: ping" -j ACCEPT
 -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment common -j ACCEPT
 -A INPUT -m conntrack --ctstate INVALID -m comment --comment "harden: invalid" -j DROP
 -A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 200/sec --hashlimit-burst 400 --hashlimit-name vpsfw-syn -m comment --comment "harden: syn_flood" -j DROP
 -A INPUT -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 50/sec --hashlimit-burst 100 --hashlimit-mode srcip --hashlimit-name vpsfw-conn -m comment --comment "harden: conn_rate" -j DROP
--A INPUT -p icmp -m icmp --icmp-type 8 -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name vpsfw-ping -m comment --comment "harden: ping" -j DROP
--A INPUT -p icmp -m icmp --icmp-type 8 -m comment --comment "harden: ping" -j ACCEPT
 -A INPUT -s 203.0.113.158/32 -m conntrack --ctstate NEW -m comment --comment server -j ACCEPT
 -A INPUT -s 203.0.113.128/27 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m comment --comment server -j ACCEPT
 -A INPUT -s 198.51.100.160/27 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m comment --comment server -j ACCEPT
@@ -59,12 +59,12 @@ rules_v6() {
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT
 -A INPUT -i lo -m comment --comment common -j ACCEPT
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name vpsfw-ping -m comment --comment "harden: ping" -j DROP
+-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m comment --comment "harden: ping" -j ACCEPT
 -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment common -j ACCEPT
 -A INPUT -m conntrack --ctstate INVALID -m comment --comment "harden: invalid" -j DROP
 -A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 200/sec --hashlimit-burst 400 --hashlimit-name vpsfw-syn -m comment --comment "harden: syn_flood" -j DROP
 -A INPUT -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 50/sec --hashlimit-burst 100 --hashlimit-mode srcip --hashlimit-name vpsfw-conn -m comment --comment "harden: conn_rate" -j DROP
--A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name vpsfw-ping -m comment --comment "harden: ping" -j DROP
--A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m comment --comment "harden: ping" -j ACCEPT
 -A INPUT -p tcp -m tcp --sport 1024:65535 -m multiport --dports 80,443 -m conntrack --ctstate NEW -m comment --comment server -j ACCEPT
 -A INPUT -m limit --limit 5/min --limit-burst 10 -m comment --comment "harden: log_drops" -j LOG --log-prefix "vpsfw-drop: "
 -A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT
@@ -102,4 +102,4 @@ if ! rules_v6 | ip6tables-restore -w 10; then
         die "loading the IPv6 ruleset failed, and so did putting the previous IPv4 ruleset back: check iptables -S now"
     die "loading the IPv6 ruleset failed; the previous IPv4 ruleset was put back"
 fi
-printf 'vpsfw: loaded policy 7059c694a4e2297f (16 IPv4 and 29 IPv6 rules)\n' >&2
+printf 'vpsfw: loaded policy d84f4796fd8d6cc3 (16 IPv4 and 29 IPv6 rules)\n' >&2

@@ -27,3 +27,7 @@ pub mod nft;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod sets_kernel;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod harden_kernel;

@@ -215,7 +215,8 @@ fn per_family(rule: &Rule) -> bool {
         || rule.dst().is_some()
         || !(rule.in_family(Family::V4) && rule.in_family(Family::V6))
         || rule.recent().is_some()
-        || rule.over().is_some_and(|o| o.per_source)
+        // One rate per family, as iptables has one rule in each family's table.
+        || rule.over().is_some()
 }
 
 /// The dynamic set of a per-source rate or of the port-scan list, for one family.
