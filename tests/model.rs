@@ -26,7 +26,17 @@ fn tampered_json_is_refused() {
         ("port 0", tamper("[[80,80],[443,443]]", "[[0,0]]")),
         ("reversed range", tamper("[[1024,65535]]", "[[2000,1024]]")),
         ("unsafe comment", tamper("\"server\"", "\"x\\\"; reboot\"")),
-        ("ports without tcp/udp", tamper("\"proto\":\"tcp\"", "\"proto\":null")),
+        (
+            "ports without tcp/udp",
+            tamper(
+                "\"proto\":\"tcp\",\"src\":null,\"dst\":null,\"sport\":[[1024,65535]]",
+                "\"proto\":null,\"src\":null,\"dst\":null,\"sport\":[[1024,65535]]",
+            ),
+        ),
+        (
+            "a SYN match without tcp",
+            tamper("\"proto\":\"tcp\",\"src\":null,\"dst\":null,\"sport\":null", "\"proto\":null,\"src\":null,\"dst\":null,\"sport\":null"),
+        ),
         ("v4 rule without v4 address", tamper("\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"addr\":{\"name\":\"admin\",\"v4\":\"198.51.100.7/32\"", "\"v4\":true,\"v6\":true,\"iface\":null,\"proto\":null,\"src\":{\"addr\":{\"name\":\"admin\",\"v4\":null")),
         ("bad interface", tamper("\"lo\"", "\"lo;x\"")),
     ];

@@ -434,6 +434,9 @@ impl Rule {
         if self.log_prefix.is_some() && self.action != Action::Log {
             return Err("a log prefix belongs to a log rule".into());
         }
+        if self.syn && self.proto != Some(Protocol::Tcp) {
+            return Err("a SYN match needs tcp".into());
+        }
         Ok(())
     }
 }
