@@ -133,7 +133,9 @@ fn port_list(ranges: &[PortRange]) -> String {
 /// Writes a comment or log prefix the way iptables-save does: bare when it is only
 /// letters, digits, `_` and `-`, quoted otherwise.
 fn quoted(out: &mut String, text: &str, quote: Quote) {
+    // A leading `-` is quoted too, so no text can read as an option.
     if !text.is_empty()
+        && !text.starts_with('-')
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -149,6 +151,26 @@ fn quoted(out: &mut String, text: &str, quote: Quote) {
     out.push(q);
     out.push_str(text);
     out.push(q);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{Builder, RuleBuilder};
+
+    /// Text that looks like an option stays an argument: quoted in restore files and
+    /// commands, so `-j` in a comment cannot become a target.
+    #[test]
+    fn option_like_text_is_quoted() {
+        let p = Builder::new()
+            .rule(RuleBuilder::allow_in().comment("-j").on("lo"))
+            .build()
+            .unwrap();
+        let v4 = render(&p, Format::Restore);
+        assert!(v4.contains("--comment \"-j\" -j ACCEPT"), "{v4}");
+        let cmds = render(&p, Format::Commands);
+        assert!(cmds.contains("--comment '-j' -j ACCEPT"), "{cmds}");
+    }
 }
 
 /// The comment a rendered rule carries: its group and its own comment.

@@ -569,6 +569,12 @@ impl Iface {
         if stem.is_empty() && name != "+" {
             return Err("empty interface name".into());
         }
+        if name.starts_with('-') {
+            return Err(format!(
+                "interface name `{}` starts with `-`, which iptables would read as an option",
+                shown(name)
+            ));
+        }
         if stem == "." || stem == ".." {
             return Err(format!("interface name `{stem}` is reserved by the kernel"));
         }
@@ -888,6 +894,7 @@ mod tests {
         assert!(Iface::new("eth0;rm").is_err());
         assert!(Iface::new("a/b").is_err());
         assert!(Iface::new("..").is_err());
+        assert!(Iface::new("-j").is_err());
         assert!(Iface::new("eth+").unwrap().matches("eth7"));
     }
 
