@@ -34,7 +34,7 @@ pub fn expand(krate: &TokenStream, policy: &Policy, files: &[String]) -> TokenSt
         let (name, port) = (a.name.as_str(), a.port);
         quote!(#p::admin(#name, #port))
     });
-    let console_only = policy.admins().is_empty() && policy.analyze_console_only();
+    let console_only = policy.console_only();
     let allowed = policy.allowed_findings().iter().map(|k| finding(&p, *k));
     let presets = policy.presets().iter().map(|(at, preset)| {
         let name = preset.name();

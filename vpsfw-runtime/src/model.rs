@@ -460,7 +460,7 @@ impl Policy {
         self.sets.iter().find(|s| s.name() == name)
     }
     /// `admin none;`: managed from a console.
-    pub fn analyze_console_only(&self) -> bool {
+    pub fn console_only(&self) -> bool {
         self.console_only
     }
     /// Findings allowed for the whole policy (`#![allow(...)]`).

@@ -153,26 +153,6 @@ fn quoted(out: &mut String, text: &str, quote: Quote) {
     out.push(q);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::builder::{Builder, RuleBuilder};
-
-    /// Text that looks like an option stays an argument: quoted in restore files and
-    /// commands, so `-j` in a comment cannot become a target.
-    #[test]
-    fn option_like_text_is_quoted() {
-        let p = Builder::new()
-            .rule(RuleBuilder::allow_in().comment("-j").on("lo"))
-            .build()
-            .unwrap();
-        let v4 = render(&p, Format::Restore);
-        assert!(v4.contains("--comment \"-j\" -j ACCEPT"), "{v4}");
-        let cmds = render(&p, Format::Commands);
-        assert!(cmds.contains("--comment '-j' -j ACCEPT"), "{cmds}");
-    }
-}
-
 /// The comment a rendered rule carries: its group and its own comment.
 pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
     match (rule.group(), rule.comment()) {
@@ -312,13 +292,6 @@ pub fn family_lines(policy: &Policy, family: Family) -> Vec<Line<'_>> {
         .into_iter()
         .flat_map(|c| chain_lines(policy, family, c))
         .collect()
-}
-
-/// The `-A ...` text of one line, as in a restore file.
-pub fn rule_text(line: &Line<'_>) -> String {
-    let mut s = String::new();
-    write_rule(&mut s, line, Quote::Double, Layout::Table);
-    s
 }
 
 /// The body of a restore file: `*filter` to `COMMIT`. With [`Layout::Chains`] it is
@@ -640,4 +613,24 @@ remove_old_sets
         count(Family::V6)
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{Builder, RuleBuilder};
+
+    /// Text that looks like an option stays an argument: quoted in restore files and
+    /// commands, so `-j` in a comment cannot become a target.
+    #[test]
+    fn option_like_text_is_quoted() {
+        let p = Builder::new()
+            .rule(RuleBuilder::allow_in().comment("-j").on("lo"))
+            .build()
+            .unwrap();
+        let v4 = render(&p, Format::Restore);
+        assert!(v4.contains("--comment \"-j\" -j ACCEPT"), "{v4}");
+        let cmds = render(&p, Format::Commands);
+        assert!(cmds.contains("--comment '-j' -j ACCEPT"), "{cmds}");
+    }
 }
