@@ -24,6 +24,7 @@ rules_v4() {
 :INPUT DROP [0:0]
 :FORWARD DROP [0:0]
 :OUTPUT DROP [0:0]
+:vpsfw-d6f8321d429dcbb8 - [0:0]
 -A INPUT -i lo -m comment --comment common -j ACCEPT
 -A INPUT -p icmp -m icmp --icmp-type 8 -m hashlimit --hashlimit-above 5/sec --hashlimit-burst 10 --hashlimit-mode srcip --hashlimit-name vpsfw-ping -m comment --comment "harden: ping" -j DROP
 -A INPUT -p icmp -m icmp --icmp-type 8 -m comment --comment "harden: ping" -j ACCEPT
@@ -48,6 +49,7 @@ rules_v6() {
 :INPUT DROP [0:0]
 :FORWARD DROP [0:0]
 :OUTPUT DROP [0:0]
+:vpsfw-d6f8321d429dcbb8 - [0:0]
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 1 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 2 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT
 -A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 3 -m comment --comment "common: icmpv6 needed by ipv6" -j ACCEPT

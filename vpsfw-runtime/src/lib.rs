@@ -18,7 +18,13 @@ pub mod spec;
 pub mod value;
 
 #[cfg(feature = "cli")]
+pub mod apply;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod live;
+#[cfg(feature = "cli")]
+pub mod persist;
 
 #[doc(hidden)]
 pub mod __private;

@@ -270,7 +270,8 @@ fn body(out: &mut String, policy: &Policy) {
     // and the new definition are one transaction.
     let _ = writeln!(
         out,
-        "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{"
+        "table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n\tcomment \"vpsfw {}\"",
+        crate::render::stamp(policy)
     );
     for set in policy.sets() {
         for f in Family::ALL.into_iter().filter(|f| set.has(*f)) {

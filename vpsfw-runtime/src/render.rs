@@ -163,6 +163,14 @@ pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
     }
 }
 
+/// One line as a restore file (and `iptables-save`) writes it.
+#[cfg(feature = "cli")]
+pub(crate) fn rule_line(line: &Line<'_>, layout: Layout) -> String {
+    let mut out = String::new();
+    write_rule(&mut out, line, Quote::Double, layout);
+    out
+}
+
 /// Writes one rule's arguments, from `-A CHAIN` to the target, in iptables-save order.
 fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     let rule = line.rule;
@@ -294,10 +302,32 @@ pub fn family_lines(policy: &Policy, family: Family) -> Vec<Line<'_>> {
         .collect()
 }
 
+/// The name of the empty chain that carries a policy's stamp into the kernel, so
+/// `--diff` can tell "this policy" from "another policy" and "changed by hand since".
+/// It holds no rule and nothing jumps to it: it costs no packet anything.
+pub fn stamp_chain(stamp: &str) -> String {
+    format!("vpsfw-{stamp}")
+}
+
+/// Whether a chain name is a stamp chain: `vpsfw-` and 16 lowercase hex digits.
+pub fn is_stamp_chain(name: &str) -> bool {
+    name.strip_prefix("vpsfw-").is_some_and(|h| {
+        h.len() == 16
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// The body of a restore file: `*filter` to `COMMIT`. With [`Layout::Chains`] it is
 /// meant for `--noflush`: the built-in chains' lines set their policies only, vpsfw's
-/// chain lines flush and refill vpsfw's chains.
-fn restore_body(out: &mut String, policy: &Policy, family: Family, layout: Layout) {
+/// chain lines flush and refill vpsfw's chains. `stamp` adds the stamp chain.
+pub(crate) fn restore_body(
+    out: &mut String,
+    policy: &Policy,
+    family: Family,
+    layout: Layout,
+    stamp: Option<&str>,
+) {
     out.push_str("*filter\n");
     let d = policy.defaults();
     for chain in Chain::ALL {
@@ -313,6 +343,9 @@ fn restore_body(out: &mut String, policy: &Policy, family: Family, layout: Layou
             let _ = writeln!(out, ":{} - [0:0]", layout.chain_name(chain));
         }
     }
+    if let Some(stamp) = stamp {
+        let _ = writeln!(out, ":{} - [0:0]", stamp_chain(stamp));
+    }
     for line in family_lines(policy, family) {
         write_rule(out, &line, Quote::Double, layout);
         out.push('\n');
@@ -324,8 +357,8 @@ fn restore_body(out: &mut String, policy: &Policy, family: Family, layout: Layou
 /// every output so an admin can tell which policy a server runs.
 pub fn stamp(policy: &Policy) -> String {
     let mut body = String::new();
-    restore_body(&mut body, policy, Family::V4, Layout::Table);
-    restore_body(&mut body, policy, Family::V6, Layout::Table);
+    restore_body(&mut body, policy, Family::V4, Layout::Table, None);
+    restore_body(&mut body, policy, Family::V6, Layout::Table, None);
     for set in ipsets(policy) {
         ipset_restore_lines(&mut body, &set, &set.name);
     }
@@ -355,13 +388,14 @@ pub fn restore(policy: &Policy, family: Family, layout: Layout) -> String {
         (Family::V6, Layout::Chains) => "ip6tables-restore --noflush",
     };
     let mut out = header(policy, &format!("{family} filter table, load with {tool}"));
-    restore_body(&mut out, policy, family, layout);
+    restore_body(&mut out, policy, family, layout, Some(&stamp(policy)));
     out
 }
 
 /// One command per rule, in the style of the article's listings, for reading or for
 /// systems without the restore tools. Not atomic: apply with the `sh` format.
 pub fn commands(policy: &Policy, layout: Layout) -> String {
+    let stamp = stamp_chain(&stamp(policy));
     let mut out = header(policy, "one command per rule");
     out.push_str(
         "# Not atomic: while these run the firewall is open. Use the default `sh` format to apply.\n",
@@ -375,6 +409,7 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
                 }
                 let _ = writeln!(out, "{tool} -t filter -F");
                 let _ = writeln!(out, "{tool} -t filter -X");
+                let _ = writeln!(out, "{tool} -t filter -N {stamp}");
             }
             Layout::Chains => {
                 for chain in Chain::ALL {
@@ -386,6 +421,7 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
                         "{tool} -t filter -C {builtin} -j {own} 2>/dev/null || {tool} -t filter -I {builtin} 1 -j {own}"
                     );
                 }
+                let _ = writeln!(out, "{tool} -t filter -N {stamp} 2>/dev/null || true");
             }
         }
         for line in family_lines(policy, family) {
@@ -407,15 +443,15 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
 }
 
 /// One ipset: its name, family word and elements.
-struct Ipset {
-    name: String,
-    family: &'static str,
-    maxelem: usize,
-    elements: Vec<String>,
+pub(crate) struct Ipset {
+    pub(crate) name: String,
+    pub(crate) family: &'static str,
+    pub(crate) maxelem: usize,
+    pub(crate) elements: Vec<String>,
 }
 
 /// The ipsets a policy needs: one per set and family it has elements in.
-fn ipsets(policy: &Policy) -> Vec<Ipset> {
+pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
     let mut out = Vec::new();
     for set in policy.sets() {
         for f in Family::ALL.into_iter().filter(|f| set.has(*f)) {
@@ -434,7 +470,7 @@ fn ipsets(policy: &Policy) -> Vec<Ipset> {
     out
 }
 
-fn ipset_restore_lines(out: &mut String, set: &Ipset, name: &str) {
+pub(crate) fn ipset_restore_lines(out: &mut String, set: &Ipset, name: &str) {
     let _ = writeln!(
         out,
         "create {name} hash:net family {} maxelem {} -exist\nflush {name}",
@@ -529,7 +565,9 @@ die() {
     );
     let tools = match layout {
         Layout::Table => "iptables-restore ip6tables-restore iptables-save",
-        Layout::Chains => "iptables iptables-restore ip6tables ip6tables-restore iptables-save",
+        Layout::Chains => {
+            "iptables iptables-restore ip6tables ip6tables-restore iptables-save ip6tables-save sed"
+        }
     };
     let _ = write!(
         out,
@@ -563,7 +601,7 @@ done
     }
     for (family, name) in [(Family::V4, "rules_v4"), (Family::V6, "rules_v6")] {
         let _ = writeln!(out, "\n{name}() {{\n    cat <<'{EOF_MARK}'");
-        restore_body(&mut out, policy, family, layout);
+        restore_body(&mut out, policy, family, layout, Some(&stamp));
         let _ = writeln!(out, "{EOF_MARK}\n}}");
     }
     // With sets, every way out after the swap puts the old set contents back.
@@ -604,6 +642,19 @@ fi
             "drop_new_sets
 remove_old_sets
 ",
+        );
+    }
+    if layout == Layout::Chains {
+        // With --noflush, the stamp chains of earlier policies stay behind: remove them.
+        let _ = write!(
+            out,
+            r#"for tool in iptables ip6tables; do
+    for chain in $("$tool-save" -t filter | sed -n 's/^:\(vpsfw-[0-9a-f]\{{16\}}\) .*/\1/p'); do
+        [ "$chain" = {} ] || "$tool" -w 10 -t filter -X "$chain"
+    done
+done
+"#,
+            stamp_chain(&stamp)
         );
     }
     let _ = writeln!(

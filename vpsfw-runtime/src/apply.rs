@@ -1,0 +1,738 @@
+//! Putting a policy into the kernel safely: read the live rulesets, stop if they
+//! already match, test the new ones, save the old ones, commit, and put the old ones
+//! back unless the change is confirmed in time.
+//!
+//! The rollback is a detached process of the same binary (`--rollback-watch`), in its
+//! own session with SIGHUP ignored, so neither a dead ssh session nor a killed caller
+//! stops it, and it needs no TTY. The saved rulesets and the deadline live in the state
+//! directory (`/run/vpsfw` by default):
+//!
+//! - `pending/` — the apply that awaits confirmation: `meta` and the saved rulesets.
+//!   Whoever renames it first wins: `--confirm` (kept) or the watcher (rolled back), so
+//!   the two can never both act.
+//! - `last` — one line saying how the last apply ended.
+//! - `lock` — held (flock) while rulesets change, so two applies never interleave.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::io::AsRawFd as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::live::{
+    self, parallel, restore_tool, run, Backend, Diff, Error, IptablesState, Managed, Wanted,
+};
+use crate::model::Policy;
+use crate::render::{self, Layout};
+use crate::value::{Chain, Family};
+
+/// Where apply keeps its state unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/run/vpsfw";
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub managed: Managed,
+    /// Roll back unless confirmed within this time; `None`: keep the change at once.
+    pub rollback_after: Option<Duration>,
+    pub state_dir: PathBuf,
+}
+
+/// What an apply did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The live firewall already matched: nothing was touched.
+    Unchanged { stamp: String },
+    /// The policy is loaded; unless confirmed, it is rolled back at `rollback_at`.
+    Loaded {
+        stamp: String,
+        rollback_at: Option<SystemTime>,
+    },
+}
+
+/// What `--confirm` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Confirmed {
+    /// The pending apply is kept.
+    Kept { stamp: String },
+    /// Nothing was pending (and the last apply was not rolled back).
+    Nothing,
+    /// Nothing was pending: the last apply was rolled back (`last` says when).
+    RolledBack { last: String },
+}
+
+/// The saved state of what vpsfw manages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Snapshot {
+    Iptables(IptablesState),
+    /// `nft list table inet vpsfw`, or `None` when there was no table.
+    Nft(Option<String>),
+}
+
+impl Snapshot {
+    fn write(&self, dir: &Path) -> Result<(), Error> {
+        match self {
+            Snapshot::Iptables(s) => {
+                write_file(&dir.join("v4"), &s.saved[0])?;
+                write_file(&dir.join("v6"), &s.saved[1])?;
+                write_file(&dir.join("ipsets"), &s.ipsets)
+            }
+            Snapshot::Nft(Some(t)) => write_file(&dir.join("nft"), t),
+            Snapshot::Nft(None) => Ok(()),
+        }
+    }
+
+    fn read(dir: &Path, backend: Backend) -> Result<Snapshot, Error> {
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .map_err(|e| Error::new(format!("cannot read {}: {e}", dir.join(name).display())))
+        };
+        Ok(match backend {
+            Backend::Iptables => Snapshot::Iptables(IptablesState {
+                saved: [read("v4")?, read("v6")?],
+                ipsets: read("ipsets")?,
+            }),
+            Backend::Nft => {
+                Snapshot::Nft(dir.join("nft").exists().then(|| read("nft")).transpose()?)
+            }
+        })
+    }
+
+    /// Puts the saved state back.
+    fn restore(&self) -> Result<(), Error> {
+        match self {
+            Snapshot::Iptables(s) => restore_iptables(s),
+            Snapshot::Nft(saved) => {
+                let mut script = format!(
+                    "table inet {t}\ndelete table inet {t}\n",
+                    t = crate::nft::TABLE
+                );
+                if let Some(text) = saved {
+                    script.push_str(&live::nft_static(text));
+                }
+                run("nft", &["-f", "-"], Some(&script)).map(drop)
+            }
+        }
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Puts saved iptables rulesets and vpsfw's sets back: the sets first (the saved rules
+/// may use them), then both families, then sets no saved rule uses.
+fn restore_iptables(s: &IptablesState) -> Result<(), Error> {
+    let have = live_set_names()?;
+    let mut script = String::new();
+    let mut saved_names = Vec::new();
+    for line in s.ipsets.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("create"), Some(name)) => {
+                saved_names.push(name.to_owned());
+                let rest: Vec<&str> = words.collect();
+                script.push_str(&format!(
+                    "create {name}-old {}\nflush {name}-old\n",
+                    rest.join(" ")
+                ));
+            }
+            (Some("add"), Some(name)) => {
+                let rest: Vec<&str> = words.collect();
+                script.push_str(&format!("add {name}-old {}\n", rest.join(" ")));
+            }
+            _ => {}
+        }
+    }
+    for name in &saved_names {
+        if have.contains(name) {
+            script.push_str(&format!("swap {name}-old {name}\ndestroy {name}-old\n"));
+        } else {
+            script.push_str(&format!("rename {name}-old {name}\n"));
+        }
+    }
+    if !script.is_empty() {
+        run("ipset", &["-exist", "restore"], Some(&script))?;
+    }
+    let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send + '_>> = Family::ALL
+        .into_iter()
+        .map(
+            |f| -> Box<dyn FnOnce() -> Result<String, Error> + Send + '_> {
+                Box::new(move || {
+                    run(
+                        restore_tool(f),
+                        &["-w", "10", "-c"],
+                        Some(&s.saved[f as usize]),
+                    )
+                })
+            },
+        )
+        .collect();
+    for r in parallel(jobs) {
+        r?;
+    }
+    for name in have.iter().filter(|n| !saved_names.contains(n)) {
+        // Still used by a rule only if someone else uses it; then it stays.
+        let _ = run("ipset", &["destroy", name], None);
+    }
+    Ok(())
+}
+
+/// The names of vpsfw's live sets; none when ipset is not installed.
+fn live_set_names() -> Result<Vec<String>, Error> {
+    match run("ipset", &["list", "-n"], None) {
+        Ok(t) => Ok(t
+            .lines()
+            .filter(|n| n.starts_with("vpsfw-"))
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.0.contains("not found") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The restore text of one family as loaded over `live`: with [`Layout::Chains`] it
+/// also adds missing jumps and removes the stamp chains of earlier policies.
+fn load_text(want: &Wanted, live: &live::Table, f: Family, layout: Layout) -> String {
+    let text = &want.restore[f as usize];
+    if layout == Layout::Table {
+        return text.clone();
+    }
+    let mut extra = String::new();
+    for c in Chain::ALL {
+        let (b, own) = (c.iptables_name(), layout.chain_name(c));
+        if !live.jumps(b, own) {
+            extra.push_str(&format!("-I {b} 1 -j {own}\n"));
+        }
+    }
+    for s in live.stamps().into_iter().filter(|s| *s != want.stamp) {
+        extra.push_str(&format!("-X {}\n", render::stamp_chain(&s)));
+    }
+    let body = text.strip_suffix("COMMIT\n").unwrap_or(text);
+    format!("{body}{extra}COMMIT\n")
+}
+
+fn restore_args(layout: Layout, test: bool) -> Vec<&'static str> {
+    let mut args = vec!["-w", "10"];
+    if layout == Layout::Chains {
+        args.push("--noflush");
+    }
+    if test {
+        args.push("--test");
+    }
+    args
+}
+
+/// Runs one restore per family, in parallel; the first error, if any.
+fn restore_both(texts: &[String; 2], args: &[&str]) -> Vec<Result<String, Error>> {
+    let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send + '_>> = Family::ALL
+        .into_iter()
+        .map(
+            |f| -> Box<dyn FnOnce() -> Result<String, Error> + Send + '_> {
+                Box::new(move || run(restore_tool(f), args, Some(&texts[f as usize])))
+            },
+        )
+        .collect();
+    parallel(jobs)
+}
+
+/// The live state, and the diff against the policy.
+struct Prepared {
+    snapshot: Snapshot,
+    unchanged: bool,
+    /// iptables: the texts to load.
+    texts: Option<[String; 2]>,
+}
+
+fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted>), Error> {
+    match managed.backend {
+        Backend::Iptables => {
+            let layout = managed.layout;
+            let want = Wanted::new(policy, layout);
+            // With the whole table and no sets, the texts do not depend on the live
+            // state: test them while the live state is read.
+            let early = layout == Layout::Table && want.sets.is_empty();
+            let (live, tested) = if early {
+                let test_args = restore_args(layout, true);
+                let texts = &want.restore;
+                let (live, tested) = std::thread::scope(|s| {
+                    let t = s.spawn(|| restore_both(texts, &test_args));
+                    let live = IptablesState::read();
+                    (live, t.join())
+                });
+                let tested = tested.map_err(|_| Error::new("testing the rulesets panicked"))?;
+                (live?, Some(tested))
+            } else {
+                (IptablesState::read()?, None)
+            };
+            let unchanged = live::diff_iptables(&live, &want, layout).is_unchanged();
+            let tables = live.tables();
+            let texts = Family::ALL.map(|f| load_text(&want, &tables[f as usize], f, layout));
+            if !unchanged {
+                if !want.sets.is_empty() {
+                    // The rules can be tested only once their sets exist; a new, empty
+                    // set changes nothing, as no loaded rule uses it yet.
+                    let mut create = String::new();
+                    for set in &want.sets {
+                        create.push_str(&format!(
+                            "create {} hash:net family {} maxelem {}\n",
+                            set.name, set.family, set.maxelem
+                        ));
+                    }
+                    run("ipset", &["-exist", "restore"], Some(&create))?;
+                }
+                let tested =
+                    tested.unwrap_or_else(|| restore_both(&texts, &restore_args(layout, true)));
+                for (f, r) in Family::ALL.into_iter().zip(tested) {
+                    r.map_err(|e| {
+                        Error::new(format!(
+                            "the {f} ruleset was refused (nothing was changed): {e}"
+                        ))
+                    })?;
+                }
+            }
+            Ok((
+                Prepared {
+                    snapshot: Snapshot::Iptables(live),
+                    unchanged,
+                    texts: Some(texts),
+                },
+                Some(want),
+            ))
+        }
+        Backend::Nft => {
+            let live = live::read_nft()?;
+            let stamp = render::stamp(policy);
+            // Only a table stamped with this policy can be unchanged; then compare it
+            // rule by rule, in the kernel's words.
+            let unchanged = live
+                .as_deref()
+                .is_some_and(|l| l.contains(&format!("comment \"vpsfw {stamp}\"")))
+                && live::diff_nft(live.as_deref(), policy)
+                    .map(|d| d.is_unchanged())
+                    .unwrap_or(false);
+            Ok((
+                Prepared {
+                    snapshot: Snapshot::Nft(live),
+                    unchanged,
+                    texts: None,
+                },
+                None,
+            ))
+        }
+    }
+}
+
+/// Loads the policy over a prepared state; on failure, puts the snapshot back.
+fn commit(
+    policy: &Policy,
+    managed: Managed,
+    prepared: &Prepared,
+    want: Option<&Wanted>,
+) -> Result<(), Error> {
+    match (managed.backend, &prepared.texts, want) {
+        (Backend::Iptables, Some(texts), Some(want)) => {
+            let undo = |e: Error| {
+                match prepared.snapshot.restore() {
+                Ok(()) => Error::new(format!("{e}; the previous rulesets were put back")),
+                Err(r) => Error::new(format!(
+                    "{e}; putting the previous rulesets back failed too ({r}): check iptables-save now"
+                )),
+            }
+            };
+            if !want.sets.is_empty() {
+                let mut script = String::new();
+                for set in &want.sets {
+                    render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
+                    script.push_str(&format!(
+                        "swap {n}-new {n}\ndestroy {n}-new\n",
+                        n = set.name
+                    ));
+                }
+                run("ipset", &["-exist", "restore"], Some(&script)).map_err(|e| {
+                    undo(Error::new(format!("loading the address sets failed: {e}")))
+                })?;
+            }
+            let results = restore_both(texts, &restore_args(managed.layout, false));
+            for (f, r) in Family::ALL.into_iter().zip(results) {
+                r.map_err(|e| undo(Error::new(format!("loading the {f} ruleset failed: {e}"))))?;
+            }
+            if managed.layout == Layout::Table {
+                // Sets of earlier policies that no rule uses any more.
+                for name in live_set_names()? {
+                    if !want.sets.iter().any(|s| s.name == name) {
+                        let _ = run("ipset", &["destroy", &name], None);
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => run("nft", &["-f", "-"], Some(&crate::nft::file(policy)))
+            .map(drop)
+            .map_err(|e| {
+                Error::new(format!(
+                    "nft refused the ruleset (nothing was changed): {e}"
+                ))
+            }),
+    }
+}
+
+/// The state directory's lock, held while rulesets change.
+struct Lock(#[allow(dead_code)] fs::File);
+
+fn lock(state_dir: &Path, wait: bool) -> Result<Lock, Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| Error::new(format!("cannot create {}: {e}", state_dir.display())))?;
+    let path = state_dir.join("lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::new(format!("cannot open {}: {e}", path.display())))?;
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a file descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        return Err(Error::new(format!(
+            "another vpsfw apply or rollback is running (lock {})",
+            path.display()
+        )));
+    }
+    Ok(Lock(f))
+}
+
+/// What `pending/meta` records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Meta {
+    id: String,
+    stamp: String,
+    backend: Backend,
+    deadline: u64,
+}
+
+impl Meta {
+    fn text(&self) -> String {
+        format!(
+            "id {}\nstamp {}\nbackend {}\ndeadline {}\n",
+            self.id,
+            self.stamp,
+            match self.backend {
+                Backend::Iptables => "iptables",
+                Backend::Nft => "nft",
+            },
+            self.deadline
+        )
+    }
+
+    fn read(dir: &Path) -> Option<Meta> {
+        let text = fs::read_to_string(dir.join("meta")).ok()?;
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        Some(Meta {
+            id: field("id")?,
+            stamp: field("stamp")?,
+            backend: match field("backend")?.as_str() {
+                "nft" => Backend::Nft,
+                _ => Backend::Iptables,
+            },
+            deadline: field("deadline")?.parse().ok()?,
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A time as people read it in logs: `2026-11-25 20:45:07 UTC`.
+pub fn utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn record_last(state_dir: &Path, text: &str) {
+    let _ = write_file(&state_dir.join("last"), &format!("{text}\n"));
+}
+
+/// Applies a policy: see the module documentation.
+pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
+    let stamp = render::stamp(policy);
+    let _lock = lock(&opts.state_dir, false)?;
+    let pending = opts.state_dir.join("pending");
+    if let Some(m) = Meta::read(&pending) {
+        return Err(Error::new(format!(
+            "an apply of policy {} awaits confirmation until {}: run --confirm or --rollback first",
+            m.stamp,
+            utc(UNIX_EPOCH + Duration::from_secs(m.deadline))
+        )));
+    }
+    let (prepared, want) = prepare(policy, opts.managed)?;
+    if prepared.unchanged {
+        return Ok(Applied::Unchanged { stamp });
+    }
+    let Some(after) = opts.rollback_after else {
+        commit(policy, opts.managed, &prepared, want.as_ref())?;
+        record_last(
+            &opts.state_dir,
+            &format!(
+                "applied policy {stamp} at {} without rollback",
+                utc(SystemTime::now())
+            ),
+        );
+        return Ok(Applied::Loaded {
+            stamp,
+            rollback_at: None,
+        });
+    };
+    // Save, and start the watcher, before anything changes: if this process dies
+    // half-way, the watcher still puts the old rulesets back.
+    let deadline = SystemTime::now() + after;
+    let meta = Meta {
+        id: format!("{}-{}", std::process::id(), unix_now()),
+        stamp: stamp.clone(),
+        backend: opts.managed.backend,
+        deadline: deadline
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+    };
+    let tmp = opts.state_dir.join(format!("pending.tmp-{}", meta.id));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| Error::new(format!("cannot create {}: {e}", tmp.display())))?;
+    prepared.snapshot.write(&tmp)?;
+    write_file(&tmp.join("meta"), &meta.text())?;
+    fs::rename(&tmp, &pending)
+        .map_err(|e| Error::new(format!("cannot create {}: {e}", pending.display())))?;
+    if let Err(e) = spawn_watcher(&opts.state_dir, &meta.id) {
+        let _ = fs::remove_dir_all(&pending);
+        return Err(Error::new(format!(
+            "cannot start the rollback timer (nothing was changed): {e}"
+        )));
+    }
+    if let Err(e) = commit(policy, opts.managed, &prepared, want.as_ref()) {
+        // The old rulesets are back: nothing is pending any more.
+        let _ = fs::remove_dir_all(&pending);
+        return Err(e);
+    }
+    Ok(Applied::Loaded {
+        stamp,
+        rollback_at: Some(UNIX_EPOCH + Duration::from_secs(meta.deadline)),
+    })
+}
+
+/// Starts `SELF --rollback-watch ID --state-dir DIR` detached: its own session, SIGHUP
+/// ignored, no TTY, output to `DIR/rollback.log`.
+fn spawn_watcher(state_dir: &Path, id: &str) -> Result<(), Error> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(state_dir.join("rollback.log"))
+        .map_err(|e| Error::new(format!("cannot open the rollback log: {e}")))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Error::new(format!("cannot open the rollback log: {e}")))?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("--rollback-watch")
+        .arg(id)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid and signal are async-signal-safe, as pre_exec requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    // Not waited for: when this process exits, init reaps the watcher.
+    cmd.spawn()
+        .map(drop)
+        .map_err(|e| Error::new(format!("cannot start {}: {e}", "/proc/self/exe")))
+}
+
+/// Takes the pending apply (renaming it so nobody else can) and puts its saved state
+/// back. `Ok(None)` when nothing was pending, or it was not the apply `id`.
+fn take_and_roll_back(
+    state_dir: &Path,
+    id: Option<&str>,
+    why: &str,
+) -> Result<Option<String>, Error> {
+    let _lock = lock(state_dir, true)?;
+    let pending = state_dir.join("pending");
+    let Some(meta) = Meta::read(&pending) else {
+        return Ok(None);
+    };
+    if id.is_some_and(|id| id != meta.id) {
+        return Ok(None);
+    }
+    let taken = state_dir.join(format!("rolling-back-{}", meta.id));
+    if fs::rename(&pending, &taken).is_err() {
+        return Ok(None);
+    }
+    let result = Snapshot::read(&taken, meta.backend).and_then(|s| s.restore());
+    let line = match &result {
+        Ok(()) => format!(
+            "rolled back policy {} at {} ({why})",
+            meta.stamp,
+            utc(SystemTime::now())
+        ),
+        Err(e) => format!(
+            "rolling back policy {} FAILED at {} ({why}): {e}; the saved rulesets are in {}",
+            meta.stamp,
+            utc(SystemTime::now()),
+            taken.display()
+        ),
+    };
+    record_last(state_dir, &line);
+    result?;
+    let _ = fs::remove_dir_all(&taken);
+    Ok(Some(line))
+}
+
+/// The watcher: waits for the deadline of apply `id`, then rolls it back unless it was
+/// confirmed meanwhile. Returns what happened, for the log.
+pub fn watch(state_dir: &Path, id: &str) -> Result<String, Error> {
+    let pending = state_dir.join("pending");
+    loop {
+        let Some(meta) = Meta::read(&pending).filter(|m| m.id == id) else {
+            return Ok(format!("apply {id} confirmed or already rolled back"));
+        };
+        let now = SystemTime::now();
+        let deadline = UNIX_EPOCH + Duration::from_secs(meta.deadline);
+        match deadline.duration_since(now) {
+            Ok(left) if !left.is_zero() => std::thread::sleep(left.min(Duration::from_millis(200))),
+            _ => break,
+        }
+    }
+    Ok(
+        take_and_roll_back(state_dir, Some(id), "not confirmed in time")?
+            .unwrap_or_else(|| format!("apply {id} was confirmed at the last moment")),
+    )
+}
+
+/// `--confirm`: keeps the pending apply.
+pub fn confirm(state_dir: &Path) -> Result<Confirmed, Error> {
+    let pending = state_dir.join("pending");
+    let last = || fs::read_to_string(state_dir.join("last")).unwrap_or_default();
+    let Some(meta) = Meta::read(&pending) else {
+        let last = last();
+        return Ok(
+            if last.starts_with("rolled back") || last.starts_with("rolling back") {
+                Confirmed::RolledBack {
+                    last: last.trim().to_owned(),
+                }
+            } else {
+                Confirmed::Nothing
+            },
+        );
+    };
+    let done = state_dir.join(format!("confirmed-{}", meta.id));
+    if fs::rename(&pending, &done).is_err() {
+        // The watcher took it first.
+        return Ok(Confirmed::RolledBack {
+            last: last().trim().to_owned(),
+        });
+    }
+    let _ = fs::remove_dir_all(&done);
+    record_last(
+        state_dir,
+        &format!(
+            "confirmed policy {} at {}",
+            meta.stamp,
+            utc(SystemTime::now())
+        ),
+    );
+    Ok(Confirmed::Kept { stamp: meta.stamp })
+}
+
+/// `--rollback`: rolls the pending apply back now. `Ok(None)` when nothing is pending.
+pub fn rollback(state_dir: &Path) -> Result<Option<String>, Error> {
+    take_and_roll_back(state_dir, None, "--rollback")
+}
+
+/// The diff `--diff` prints.
+pub fn diff(policy: &Policy, managed: Managed) -> Result<Diff, Error> {
+    live::diff(policy, managed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(1_795_639_507)),
+            "2026-11-25 20:45:07 UTC"
+        );
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29 00:00:00 UTC"
+        );
+    }
+
+    #[test]
+    fn meta_round_trips() {
+        let dir = std::env::temp_dir().join(format!("vpsfw-meta-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let m = Meta {
+            id: "12-34".into(),
+            stamp: "0123456789abcdef".into(),
+            backend: Backend::Nft,
+            deadline: 99,
+        };
+        write_file(&dir.join("meta"), &m.text()).unwrap();
+        assert_eq!(Meta::read(&dir), Some(m));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
