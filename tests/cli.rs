@@ -18,7 +18,9 @@ fn run(name: &str, args: &[&str]) -> Output {
 /// process inherited).
 fn run_env(name: &str, args: &[&str], ssh: Option<&str>) -> Output {
     let mut cmd = Command::new(example(name));
-    cmd.args(args).env_remove("SSH_CONNECTION");
+    cmd.args(args)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT");
     if let Some(conn) = ssh {
         cmd.env("SSH_CONNECTION", conn);
     }
@@ -173,4 +175,147 @@ fn refuses_to_lock_out_the_ssh_session_it_runs_in() {
         .code(),
         Some(3)
     );
+}
+
+/// A temporary directory of this test process, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("vpsfw-cli-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn fleet_lists_its_hosts_and_needs_one() {
+    let o = run("fleet", &["--list-hosts"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "web1\nweb2\nintranet-tokyo\nintranet-osaka\n");
+    let o = run("fleet", &["--format", "restore"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--host NAME is required"));
+    let o = run("fleet", &["--host", "web9", "--format", "restore"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no host 'web9'"));
+    // Each host gets its own policy.
+    let tokyo = stdout(&run(
+        "fleet",
+        &["--host", "intranet-tokyo", "-f", "restore"],
+    ));
+    let osaka = stdout(&run(
+        "fleet",
+        &["--host", "intranet-osaka", "-f", "restore"],
+    ));
+    assert!(tokyo.contains("-A INPUT -s 203.0.113.128/27"), "{tokyo}");
+    assert!(osaka.contains("-A INPUT -s 198.51.100.160/27"), "{osaka}");
+    assert!(!osaka.contains("203.0.113.128/27"), "{osaka}");
+}
+
+#[test]
+fn fleet_flags_are_refused_by_a_single_policy_binary() {
+    for args in [&["--host", "web1"][..], &["--list-hosts"][..]] {
+        let o = run("web_server", args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+#[test]
+fn apply_options_need_apply_and_actions_exclude_each_other() {
+    for args in [
+        &["--no-rollback"][..],
+        &["--rollback-after", "5"][..],
+        &["--diff", "--apply"][..],
+        &["--confirm", "--rollback"][..],
+        &["--apply", "--rollback-after", "soon"][..],
+    ] {
+        let o = run("web_server", args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn confirm_and_rollback_with_nothing_pending_change_nothing() {
+    let state = TempDir::new("state");
+    let o = run("web_server", &["--confirm", "--state-dir", state.path()]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "nothing awaits confirmation\n");
+    let o = run("web_server", &["--rollback", "--state-dir", state.path()]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("nothing awaits confirmation"));
+    // A rollback recorded as the last event makes a late confirm fail.
+    std::fs::write(
+        state.0.join("last"),
+        "rolled back policy 0123456789abcdef at 2026-11-25 20:00:00 UTC (not confirmed in time)\n",
+    )
+    .unwrap();
+    let o = run("web_server", &["--confirm", "--state-dir", state.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("too late: rolled back"));
+}
+
+#[test]
+fn persist_writes_the_restore_files_and_the_nft_include() {
+    let etc = TempDir::new("persist");
+    let o = run("blocklist", &["--persist", etc.path()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: &str| std::fs::read_to_string(etc.0.join(p)).expect(p);
+    assert_eq!(
+        read("iptables/rules.v4"),
+        stdout(&run("blocklist", &["-f", "restore"]))
+    );
+    assert_eq!(
+        read("iptables/rules.v6"),
+        stdout(&run("blocklist", &["-f", "restore6"]))
+    );
+    assert_eq!(
+        read("iptables/ipsets"),
+        stdout(&run("blocklist", &["-f", "ipset"]))
+    );
+    let o = run("web_server", &["--persist", etc.path(), "--backend", "nft"]);
+    assert!(o.status.success());
+    assert_eq!(
+        read("nftables.d/vpsfw.nft"),
+        stdout(&run("web_server", &["-f", "nft"]))
+    );
+    let conf = read("nftables.conf");
+    assert!(
+        conf.contains(&format!("include \"{}/nftables.d/vpsfw.nft\"", etc.path())),
+        "{conf}"
+    );
+}
+
+#[test]
+fn ssh_client_alone_is_enough_to_refuse_a_lockout() {
+    // $SSH_CLIENT (no server address) of a client the web server does not admit to ssh.
+    let mut cmd = Command::new(example("web_server"));
+    let o = cmd
+        .env_remove("SSH_CONNECTION")
+        .env("SSH_CLIENT", "203.0.113.99 50000 22")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).is_empty());
+    // The admin's own session passes.
+    let o = Command::new(example("web_server"))
+        .env_remove("SSH_CONNECTION")
+        .env("SSH_CLIENT", "198.51.100.7 50000 22")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

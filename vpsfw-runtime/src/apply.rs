@@ -66,7 +66,9 @@ pub enum Confirmed {
 /// The saved state of what vpsfw manages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Snapshot {
-    Iptables(IptablesState),
+    /// The live state, and the layout the apply owns: with [`Layout::Chains`] only
+    /// vpsfw's chains, the jumps to them and the built-in chains' policies go back.
+    Iptables(IptablesState, Layout),
     /// `nft list table inet vpsfw`, or `None` when there was no table.
     Nft(Option<String>),
 }
@@ -74,7 +76,12 @@ enum Snapshot {
 impl Snapshot {
     fn write(&self, dir: &Path) -> Result<(), Error> {
         match self {
-            Snapshot::Iptables(s) => {
+            Snapshot::Iptables(s, layout) => {
+                let layout = match layout {
+                    Layout::Table => "table",
+                    Layout::Chains => "chains",
+                };
+                write_file(&dir.join("layout"), layout)?;
                 write_file(&dir.join("v4"), &s.saved[0])?;
                 write_file(&dir.join("v6"), &s.saved[1])?;
                 write_file(&dir.join("ipsets"), &s.ipsets)
@@ -90,10 +97,17 @@ impl Snapshot {
                 .map_err(|e| Error::new(format!("cannot read {}: {e}", dir.join(name).display())))
         };
         Ok(match backend {
-            Backend::Iptables => Snapshot::Iptables(IptablesState {
-                saved: [read("v4")?, read("v6")?],
-                ipsets: read("ipsets")?,
-            }),
+            Backend::Iptables => Snapshot::Iptables(
+                IptablesState {
+                    saved: [read("v4")?, read("v6")?],
+                    ipsets: read("ipsets")?,
+                },
+                if read("layout")? == "chains" {
+                    Layout::Chains
+                } else {
+                    Layout::Table
+                },
+            ),
             Backend::Nft => {
                 Snapshot::Nft(dir.join("nft").exists().then(|| read("nft")).transpose()?)
             }
@@ -103,7 +117,7 @@ impl Snapshot {
     /// Puts the saved state back.
     fn restore(&self) -> Result<(), Error> {
         match self {
-            Snapshot::Iptables(s) => restore_iptables(s),
+            Snapshot::Iptables(s, layout) => restore_iptables(s, *layout),
             Snapshot::Nft(saved) => {
                 let mut script = format!(
                     "table inet {t}\ndelete table inet {t}\n",
@@ -131,9 +145,68 @@ fn write_file(path: &Path, text: &str) -> Result<(), Error> {
         .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
 }
 
+/// The `--noflush` restore text that puts vpsfw's part of a saved table back over the
+/// live one, leaving every other chain and rule as it is now: the built-in chains'
+/// policies, vpsfw's chains with their rules (and counters), and the jumps to them.
+fn chains_restore(saved: &live::Table, saved_text: &str, now: &live::Table) -> String {
+    let ours = |n: &str| n.starts_with("vpsfw-");
+    let builtin = |n: &str| Chain::ALL.iter().any(|c| c.iptables_name() == n);
+    let mut out = String::from("*filter\n");
+    for line in saved_text.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if builtin(name) || ours(name) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    let jump = |r: &str| {
+        r.split_once(" -j ")
+            .filter(|(head, target)| {
+                ours(target)
+                    && head
+                        .strip_prefix("-A ")
+                        .is_some_and(|c| builtin(c) && !c.contains(' '))
+            })
+            .map(|(head, target)| (head["-A ".len()..].to_owned(), target.to_owned()))
+    };
+    // Jumps: drop the ones added since, put back the ones removed since.
+    let saved_jumps: Vec<(String, String)> = saved.rules.iter().filter_map(|r| jump(r)).collect();
+    let now_jumps: Vec<(String, String)> = now.rules.iter().filter_map(|r| jump(r)).collect();
+    for (chain, target) in now_jumps.iter().filter(|j| !saved_jumps.contains(j)) {
+        out.push_str(&format!("-D {chain} -j {target}\n"));
+    }
+    for (chain, target) in saved_jumps.iter().filter(|j| !now_jumps.contains(j)) {
+        out.push_str(&format!("-I {chain} 1 -j {target}\n"));
+    }
+    for line in saved_text.lines() {
+        let rule = match line.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or(line, |(_, r)| r),
+            None => line,
+        };
+        let chain = rule
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default();
+        if ours(chain) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    // vpsfw chains created since: empty them, then remove them (their jumps are gone).
+    for (name, _) in now.chains.iter().filter(|(n, _)| ours(n)) {
+        if !saved.chains.iter().any(|(s, _)| s == name) {
+            out.push_str(&format!("-F {name}\n-X {name}\n"));
+        }
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
 /// Puts saved iptables rulesets and vpsfw's sets back: the sets first (the saved rules
 /// may use them), then both families, then sets no saved rule uses.
-fn restore_iptables(s: &IptablesState) -> Result<(), Error> {
+fn restore_iptables(s: &IptablesState, layout: Layout) -> Result<(), Error> {
     let have = live_set_names()?;
     let mut script = String::new();
     let mut saved_names = Vec::new();
@@ -165,17 +238,27 @@ fn restore_iptables(s: &IptablesState) -> Result<(), Error> {
     if !script.is_empty() {
         run("ipset", &["-exist", "restore"], Some(&script))?;
     }
+    let texts: [String; 2] = match layout {
+        Layout::Table => s.saved.clone(),
+        Layout::Chains => {
+            let now = IptablesState::read()?.tables();
+            let saved = s.tables();
+            Family::ALL.map(|f| {
+                let i = f as usize;
+                chains_restore(&saved[i], &s.saved[i], &now[i])
+            })
+        }
+    };
+    let args: &[&str] = match layout {
+        Layout::Table => &["-w", "10", "-c"],
+        Layout::Chains => &["-w", "10", "-c", "--noflush"],
+    };
     let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send + '_>> = Family::ALL
         .into_iter()
         .map(
             |f| -> Box<dyn FnOnce() -> Result<String, Error> + Send + '_> {
-                Box::new(move || {
-                    run(
-                        restore_tool(f),
-                        &["-w", "10", "-c"],
-                        Some(&s.saved[f as usize]),
-                    )
-                })
+                let text = &texts[f as usize];
+                Box::new(move || run(restore_tool(f), args, Some(text)))
             },
         )
         .collect();
@@ -304,7 +387,7 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
             }
             Ok((
                 Prepared {
-                    snapshot: Snapshot::Iptables(live),
+                    snapshot: Snapshot::Iptables(live, layout),
                     unchanged,
                     texts: Some(texts),
                 },
@@ -718,6 +801,21 @@ mod tests {
         assert_eq!(
             utc(UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29 00:00:00 UTC"
+        );
+    }
+
+    #[test]
+    fn chains_rollback_touches_only_vpsfw_chains() {
+        let saved_text = "*filter\n:INPUT ACCEPT [7:420]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b - [0:0]\n[1:60] -A INPUT -j f2b\n[2:80] -A f2b -s 203.0.113.9/32 -j DROP\nCOMMIT\n";
+        let now_text = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n:DOCKER-USER - [0:0]\n:f2b - [0:0]\n:vpsfw-INPUT - [0:0]\n:vpsfw-0123456789abcdef - [0:0]\n-A INPUT -j vpsfw-INPUT\n-A INPUT -j f2b\n-A FORWARD -j DOCKER-USER\n-A vpsfw-INPUT -i lo -j ACCEPT\nCOMMIT\n";
+        let text = chains_restore(
+            &live::Table::parse(saved_text),
+            saved_text,
+            &live::Table::parse(now_text),
+        );
+        assert_eq!(
+            text,
+            "*filter\n:INPUT ACCEPT [7:420]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-D INPUT -j vpsfw-INPUT\n-F vpsfw-INPUT\n-X vpsfw-INPUT\n-F vpsfw-0123456789abcdef\n-X vpsfw-0123456789abcdef\nCOMMIT\n"
         );
     }
 
