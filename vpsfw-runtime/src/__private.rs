@@ -47,6 +47,7 @@ pub fn policy(p: PolicyParts, written: Vec<Rule>) -> Policy {
         console_only: p.console_only,
         allowed: p.allowed,
         presets: p.presets,
+        eval_cache: Default::default(),
     }
 }
 

@@ -330,6 +330,10 @@ pub struct Policy {
     pub(crate) allowed: Vec<FindingKind>,
     /// Hardening presets, each with the number of rules before its statement.
     pub(crate) presets: Vec<(usize, Preset)>,
+    /// The evaluator's compiled chains, built on first use; not part of the policy's
+    /// value (never serialized, always equal).
+    #[serde(skip)]
+    pub(crate) eval_cache: crate::eval::EvalCache,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +396,7 @@ impl TryFrom<PolicyRepr> for Policy {
             console_only: r.console_only,
             allowed: r.allowed,
             presets: r.presets,
+            eval_cache: Default::default(),
         })
     }
 }

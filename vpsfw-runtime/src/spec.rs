@@ -338,6 +338,7 @@ impl Spec {
             console_only,
             allowed,
             presets,
+            eval_cache: Default::default(),
         };
         let fallback = self.items.first().map_or(Loc::new(0), item_loc);
         for finding in policy.analyze() {
