@@ -1,6 +1,11 @@
-//! Benchmark, not a test: `cargo test -p vpsfw-macros --release -- --ignored --nocapture bench`
-//! prints the median time of each phase of the macro on a generated policy, and of
-//! rendering it. Nothing here asserts a time.
+//! Benchmark, not a test: `cargo test -p vpsfw-codegen --release -- --ignored --nocapture bench`
+//! prints the median time of each phase of the macro on a generated policy
+//! ([`crate::phases::sample_source`]), and of rendering it. Nothing here asserts a time.
+//! `VPSFW_BENCH_SIZES=100,5000` picks the sizes.
+//!
+//! The phases run on `proc_macro2`'s own tokens, not the compiler's: inside rustc every
+//! span and token operation is a call into the compiler, so the macro's time in a build
+//! differs (see the README's benchmark section for build times).
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -8,19 +13,7 @@ use std::time::{Duration, Instant};
 use proc_macro2::TokenStream;
 use vpsfw_runtime::{render, Format, Packet};
 
-/// `n` allow rules with distinct sources and ports, as an admin would write them.
-fn policy_source(n: usize) -> String {
-    let mut s = String::from("::vpsfw; admin none; policy input drop; group common { allow in on lo; allow in state established,related; }\n");
-    for i in 0..n {
-        let (a, b) = (i / 250 % 250, i % 250 + 1);
-        let port = 1000 + i % 60000;
-        let net = ["198.51", "203.0"][i % 2];
-        s.push_str(&format!(
-            "allow in from {net}.{a}.{b} tcp to {port} state new;\n"
-        ));
-    }
-    s
-}
+use crate::phases;
 
 fn median(mut f: impl FnMut(), runs: usize) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
@@ -49,35 +42,36 @@ fn bench() {
             .unwrap_or_default()
     );
     println!(
-        "{:>6} {:>10} {:>10} {:>10} {:>10} | render: {:>9} {:>9} {:>9} {:>9} | eval pkt/s",
-        "rules", "tokenize", "parse", "check", "expand", "sh", "restore", "restore6", "commands"
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} | render: {:>9} {:>9} {:>9} {:>9} | eval pkt/s",
+        "rules",
+        "tokenize",
+        "parse",
+        "check",
+        "(analysis)",
+        "expand",
+        "macro",
+        "sh",
+        "restore",
+        "restore6",
+        "commands"
     );
     let sizes: Vec<usize> = std::env::var("VPSFW_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100, 1_000, 5_000, 20_000]);
     for n in sizes {
-        let src = policy_source(n);
+        let src = phases::sample_source(n);
         let runs = if n >= 20_000 { 5 } else { 11 };
         let tokenize = median(|| drop(TokenStream::from_str(&src)), runs);
         let tokens = TokenStream::from_str(&src).expect("tokens");
-        let body: TokenStream = tokens.clone().into_iter().skip(3).collect();
-        let parse = median(
-            || {
-                let mut locs = crate::parse::Locs::default();
-                drop(crate::parse::parse(body.clone(), &mut locs));
-            },
-            runs,
-        );
-        let mut locs = crate::parse::Locs::default();
-        let (spec, errors) = crate::parse::parse(body.clone(), &mut locs);
-        assert!(errors.is_empty(), "generated policy does not parse");
-        let check = median(|| drop(spec.build()), runs);
-        let policy = spec.build().expect("generated policy checks");
-        let analysis = median(|| drop(policy.analyze()), runs);
-        println!("   (analysis alone {:.2}ms)", analysis.as_secs_f64() * 1e3);
-        let krate = quote::quote!(::vpsfw);
-        let expand = median(|| drop(crate::expand::expand(&krate, &policy, &[])), runs);
+        let (krate, body) = phases::split_input(tokens.clone());
+        let parse = median(|| drop(phases::parse(body.clone())), runs);
+        let parsed = phases::parse(body.clone());
+        assert!(parsed.is_clean(), "generated policy does not parse");
+        let check = median(|| drop(phases::check(&parsed)), runs);
+        let policy = phases::check(&parsed).expect("generated policy checks");
+        let analysis = median(|| drop(phases::analysis(&policy)), runs);
+        let expand = median(|| drop(phases::expand(&krate, &parsed, &policy)), runs);
         let whole = median(|| drop(crate::firewall2(tokens.clone())), runs);
         let renders: Vec<Duration> = Format::ALL
             .iter()
@@ -105,17 +99,18 @@ fn bench() {
         );
         let ms = |d: Duration| format!("{:.2}ms", d.as_secs_f64() * 1e3);
         println!(
-            "{n:>6} {:>10} {:>10} {:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:.0}   (whole macro {})",
+            "{n:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:.0}",
             ms(tokenize),
             ms(parse),
             ms(check),
+            ms(analysis),
             ms(expand),
+            ms(whole),
             ms(renders[0]),
             ms(renders[2]),
             ms(renders[3]),
             ms(renders[1]),
             packets.len() as f64 / eval.as_secs_f64(),
-            ms(whole),
         );
     }
 }
