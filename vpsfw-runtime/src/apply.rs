@@ -359,7 +359,7 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
             } else {
                 (IptablesState::read()?, None)
             };
-            let unchanged = live::diff_iptables(&live, &want, layout).is_unchanged();
+            let unchanged = live::iptables_unchanged(&live, &want, layout);
             let tables = live.tables();
             let texts = Family::ALL.map(|f| load_text(&want, &tables[f as usize], f, layout));
             if !unchanged {
@@ -453,9 +453,12 @@ fn commit(
             }
             if managed.layout == Layout::Table {
                 // Sets of earlier policies that no rule uses any more.
-                for name in live_set_names()? {
-                    if !want.sets.iter().any(|s| s.name == name) {
-                        let _ = run("ipset", &["destroy", &name], None);
+                let Snapshot::Iptables(before, _) = &prepared.snapshot else {
+                    return Ok(());
+                };
+                for name in before.sets().keys() {
+                    if !want.sets.iter().any(|s| s.name == *name) {
+                        let _ = run("ipset", &["destroy", name], None);
                     }
                 }
             }

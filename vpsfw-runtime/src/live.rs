@@ -547,6 +547,22 @@ pub(crate) fn diff_iptables(live: &IptablesState, want: &Wanted, layout: Layout)
     }
 }
 
+/// Whether loading would change nothing: [`diff_iptables`] without working out what
+/// differs (the stamp is compared first, then the lines, then the sets).
+pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: Layout) -> bool {
+    let tables = live.tables();
+    let stamped = Family::ALL
+        .into_iter()
+        .all(|f| tables[f as usize].stamps() == [want.stamp.clone()]);
+    if !stamped {
+        return false;
+    }
+    let same_rules = Family::ALL
+        .into_iter()
+        .all(|f| tables[f as usize].view(layout) == want.tables[f as usize].view(layout));
+    same_rules && diff_iptables(live, want, layout).is_unchanged()
+}
+
 /// Element changes of a set, at most ten shown each way.
 fn element_changes(have: &BTreeSet<IpNet>, want: &BTreeSet<IpNet>) -> Vec<Change> {
     let mut out = Vec::new();
