@@ -32,7 +32,7 @@ pub mod __private;
 pub use addr::Address;
 pub use analysis::{Admin, Finding, FindingKind};
 pub use diag::{Diagnostic, Diagnostics, Loc, Spanned};
-pub use eval::{DecidedBy, Decision, Outcome, Packet};
+pub use eval::{DecidedBy, Decision, Evaluator, Outcome, Packet};
 pub use harden::Preset;
 pub use model::{Defaults, NameDef, Origin, Policy, Rule, Target};
 pub use render::{render, render_with, Format, Layout};

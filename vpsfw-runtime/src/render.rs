@@ -1,5 +1,5 @@
 //! Renderers: pure functions from a [`Policy`] to text. One per-rule writer
-//! ([`write_rule`]) serves every format; the formats differ only in framing.
+//! (`write_rule`) serves every format; the formats differ only in framing.
 //!
 //! Output is written the way `iptables-save` prints it (option order, `/32` on hosts,
 //! numeric ports and ICMP types), so the text compares equal to what the kernel reports.
