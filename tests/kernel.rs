@@ -228,6 +228,14 @@ mod linux {
                 ));
             }
         }
+        // The example binaries' --diff / --apply / --confirm / --persist, run as users run
+        // them (see support/apply_kernel.rs).
+        for (name, trial) in crate::support::apply_kernel::trials() {
+            all.push((
+                format!("apply::{name}"),
+                Box::new(move || trial().map_err(Failed::from)),
+            ));
+        }
         for (role, policy) in crate::roles::all() {
             for (what, check) in checks {
                 let policy = policy.clone();

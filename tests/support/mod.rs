@@ -31,3 +31,7 @@ pub mod sets_kernel;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod harden_kernel;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod apply_kernel;
