@@ -124,7 +124,7 @@ impl Snapshot {
                     t = crate::nft::TABLE
                 );
                 if let Some(text) = saved {
-                    script.push_str(&live::nft_static(text));
+                    script.push_str(&live::without_dynamic_elements(text));
                 }
                 run("nft", &["-f", "-"], Some(&script)).map(drop)
             }

@@ -121,6 +121,28 @@ struct Args {
     rollback_watch: Option<String>,
 }
 
+/// Prints a line on stdout. The action is done by then: a closed stdout (`| head`)
+/// must not turn it into a panic, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `say!` without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints a line on stderr, ignoring write errors like `say!`.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// A fleet's host: its name and the function that builds its policy.
 pub type Host<'a> = (&'a str, fn() -> Policy);
 
@@ -161,7 +183,7 @@ where
 }
 
 fn fail(code: u8, text: impl std::fmt::Display) -> ExitCode {
-    eprintln!("vpsfw: {text}");
+    warn!("vpsfw: {text}");
     ExitCode::from(code)
 }
 
@@ -189,7 +211,7 @@ where
     if let Some(id) = &args.rollback_watch {
         return match apply::watch(&args.state_dir, id) {
             Ok(what) => {
-                println!("vpsfw: {what}");
+                say!("vpsfw: {what}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
@@ -198,11 +220,11 @@ where
     if args.confirm {
         return match apply::confirm(&args.state_dir) {
             Ok(Confirmed::Kept { stamp }) => {
-                println!("confirmed: policy {stamp} stays");
+                say!("confirmed: policy {stamp} stays");
                 ExitCode::SUCCESS
             }
             Ok(Confirmed::Nothing) => {
-                println!("nothing awaits confirmation");
+                say!("nothing awaits confirmation");
                 ExitCode::SUCCESS
             }
             Ok(Confirmed::RolledBack { last }) => fail(1, format!("too late: {last}")),
@@ -212,11 +234,11 @@ where
     if args.rollback {
         return match apply::rollback(&args.state_dir) {
             Ok(Some(line)) => {
-                println!("{line}");
+                say!("{line}");
                 ExitCode::SUCCESS
             }
             Ok(None) => {
-                println!("nothing awaits confirmation: nothing was rolled back");
+                say!("nothing awaits confirmation: nothing was rolled back");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
@@ -226,7 +248,7 @@ where
     let policy = match (&source, &args.host) {
         (Source::Fleet(hosts), _) if args.list_hosts => {
             for (name, _) in *hosts {
-                println!("{name}");
+                say!("{name}");
             }
             return ExitCode::SUCCESS;
         }
@@ -281,7 +303,7 @@ where
     } else if args.diff {
         return match apply::diff(policy, managed) {
             Ok(d) => {
-                print!("{d}");
+                say_raw!("{d}");
                 ExitCode::from(if d.is_unchanged() { 0 } else { 1 })
             }
             Err(e) => fail(2, e),
@@ -290,10 +312,10 @@ where
         return match crate::persist::persist(policy, managed, dir) {
             Ok(p) => {
                 for f in &p.files {
-                    println!("wrote {}", f.display());
+                    say!("wrote {}", f.display());
                 }
                 for n in &p.notes {
-                    eprintln!("vpsfw: note: {n}");
+                    warn!("vpsfw: note: {n}");
                 }
                 ExitCode::SUCCESS
             }
@@ -304,8 +326,8 @@ where
             args.apply || matches!(args.format, Format::Sh | Format::Commands | Format::NftSh);
         if loads && !args.allow_lockout {
             if let Err(e) = ssh_guard(policy, &ssh_session()) {
-                eprintln!("vpsfw: refusing a ruleset that would lock you out: {e}");
-                eprintln!("vpsfw: fix the policy, or pass --allow-lockout if you have a console");
+                warn!("vpsfw: refusing a ruleset that would lock you out: {e}");
+                warn!("vpsfw: fix the policy, or pass --allow-lockout if you have a console");
                 return ExitCode::from(3);
             }
         }
@@ -318,14 +340,14 @@ where
             };
             return match apply::apply(policy, &opts) {
                 Ok(Applied::Unchanged { stamp }) => {
-                    println!("unchanged: policy {stamp} is loaded as it is");
+                    say!("unchanged: policy {stamp} is loaded as it is");
                     ExitCode::SUCCESS
                 }
                 Ok(Applied::Loaded {
                     stamp,
                     rollback_at: None,
                 }) => {
-                    println!("applied: policy {stamp} is loaded");
+                    say!("applied: policy {stamp} is loaded");
                     ExitCode::SUCCESS
                 }
                 Ok(Applied::Loaded {
@@ -338,7 +360,7 @@ where
                     } else {
                         format!(" --state-dir {}", args.state_dir.display())
                     };
-                    println!(
+                    say!(
                         "applied: policy {stamp} is loaded; confirm within {} s, before {}, from a new ssh connection: {program} --confirm{state}\nunconfirmed, the previous rulesets come back.",
                         args.rollback_after,
                         apply::utc(at)
