@@ -329,6 +329,9 @@ fn floor_main(n: usize, edit: Option<(usize, usize)>) -> String {
     s
 }
 
+/// The profile the README recommends for policy crates; both crates get it.
+const PROFILE: &str = "[profile.dev]\nsplit-debuginfo = \"unpacked\"\n\n[profile.dev.package.\"*\"]\ndebug = false\n\n[profile.dev.build-override]\nopt-level = 3\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n";
+
 struct Crate {
     dir: PathBuf,
     name: String,
@@ -339,7 +342,7 @@ impl Crate {
         let dir = root.join(name);
         std::fs::create_dir_all(dir.join("src")).expect("bench crate dir");
         let manifest = format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{deps}\n[workspace]\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n[profile.dev.package.vpsfw-codegen]\nopt-level = 3\n[profile.dev.package.vpsfw-macros]\nopt-level = 3\n"
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{deps}\n[workspace]\n\n{PROFILE}"
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).expect("bench manifest");
         let _ = std::fs::copy(Path::new(REPO).join("Cargo.lock"), dir.join("Cargo.lock"));
@@ -429,7 +432,7 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
         );
         bins.push((n, target.join("debug").join(&policy.name)));
     }
-    println!("(both crates built the same way: `cargo build`, dev profile, vpsfw's crates at opt-level 3 as the README recommends)\n");
+    println!("(both crates built the same way: `cargo build`, dev profile with the settings the README recommends for policy crates)\n");
     bins
 }
 
@@ -501,7 +504,7 @@ fn apply(bins: &[(usize, PathBuf)]) {
     println!(
         "{:>7} | {:>10} {:>10} {:>6} | {:>10} {:>10} {:>6} | {:>12} {:>7}",
         "rules",
-        "restore",
+        "restores",
         "--apply",
         "ratio",
         "nft -f",
@@ -531,7 +534,13 @@ fn apply(bins: &[(usize, PathBuf)]) {
                 std::fs::write(&path, out.stdout).map_err(|e| e.to_string())?;
                 Ok(path)
             };
-            let (v4, nft, commands) = (file("restore")?, file("nft")?, file("commands")?);
+            let (v4, v6) = (file("restore")?, file("restore6")?);
+            let (nft, commands) = (file("nft")?, file("commands")?);
+            let both = format!(
+                "iptables-restore < {} && ip6tables-restore < {}",
+                v4.display(),
+                v6.display()
+            );
             let state = dir.join(format!("state-{n}"));
             let state = state.to_str().ok_or("state dir")?.to_owned();
             let bin = bin.to_str().ok_or("binary path")?;
@@ -552,7 +561,7 @@ fn apply(bins: &[(usize, PathBuf)]) {
                 );
                 err.map_or(Ok(d), Err)
             };
-            let bare = measure(&["iptables-restore"], Some(&v4))?;
+            let bare = measure(&["sh", "-c", &both], None)?;
             let ours = measure(
                 &[bin, "--apply", "--no-rollback", "--state-dir", &state],
                 None,
@@ -594,7 +603,7 @@ fn apply(bins: &[(usize, PathBuf)]) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("(every command runs through `ip netns exec`; --apply is the policy binary itself: it reads the live rulesets, tests, saves, then loads both families; IPv4 restore file only for the bare restore, as the generated policy is IPv4)\n");
+    println!("(every command runs through `ip netns exec`; --apply is the policy binary itself: it reads the live rulesets, tests, saves, then loads both families; `restores` is iptables-restore then ip6tables-restore of the two files --apply loads)\n");
 }
 
 fn unsafe_geteuid() -> u32 {
