@@ -726,7 +726,20 @@ fn web_cases(lab: &Lab, loaded: Loaded) -> Vec<(Probe, Outcome)> {
 /// Runs all probes at once; `Err` with a line per probe that went wrong.
 fn expect_probes(what: &str, cases: &[(Probe, Outcome)]) -> Result<(), String> {
     let probes: Vec<Probe> = cases.iter().map(|(p, _)| p.clone()).collect();
-    let got = run_probes(&probes);
+    let mut got = run_probes(&probes);
+    // A connection the rules admit can still time out once on a loaded machine (the
+    // first IPv6 packet waits for neighbour discovery): such probes get one more try.
+    // A dropped connection times out on every try, so no drop is hidden by this.
+    let retry: Vec<usize> = (0..cases.len())
+        .filter(|&i| cases[i].1 == Outcome::Connected && got[i] == Outcome::TimedOut)
+        .collect();
+    if !retry.is_empty() {
+        thread::sleep(Duration::from_millis(300));
+        let again = run_probes(&retry.iter().map(|&i| probes[i].clone()).collect::<Vec<_>>());
+        for (i, outcome) in retry.into_iter().zip(again) {
+            got[i] = outcome;
+        }
+    }
     let bad: Vec<String> = cases
         .iter()
         .zip(&got)
