@@ -357,6 +357,14 @@ impl Scratch {
     }
 
     /// The entries of the state directory besides `last`, `lock` and `rollback.log`.
+    /// Fails when an apply left anything but its log and record in the state dir.
+    fn nothing_left(&self, what: &str) -> Result<(), String> {
+        let left = self.leftovers();
+        ensure(left.is_empty(), || {
+            format!("{what}: left in the state dir: {left:?}")
+        })
+    }
+
     fn leftovers(&self) -> Vec<String> {
         let Ok(dir) = std::fs::read_dir(self.state()) else {
             return Vec::new();
@@ -867,9 +875,7 @@ fn apply_then_diff_unchanged(name: &str, mode: Mode) -> Result<(), String> {
     ensure(last.contains("without rollback"), || {
         format!("the state dir's last line: {last:?}")
     })?;
-    ensure(scratch.leftovers().is_empty(), || {
-        format!("left in the state dir: {:?}", scratch.leftovers())
-    })?;
+    scratch.nothing_left("after the test")?;
     scratch.wait_watchers_gone(Duration::from_secs(1))
 }
 
@@ -980,13 +986,7 @@ fn refused_ipv6_test() -> Result<(), String> {
             format!("the tool's own message is not passed on; {r}")
         })?;
         same(&r.what, &before, &iptables_state(&lab)?)?;
-        ensure(scratch.leftovers().is_empty(), || {
-            format!(
-                "{}: left in the state dir: {:?}",
-                r.what,
-                scratch.leftovers()
-            )
-        })?;
+        scratch.nothing_left(&r.what)?;
     }
     scratch.wait_watchers_gone(Duration::from_secs(2))
 }
@@ -1035,13 +1035,7 @@ fn failed_ipv6_load() -> Result<(), String> {
             format!("the IPv4 ruleset never loaded, so this tested nothing; {r}")
         })?;
         same(&r.what, &before, &iptables_state(&lab)?)?;
-        ensure(scratch.leftovers().is_empty(), || {
-            format!(
-                "{}: left in the state dir: {:?}",
-                r.what,
-                scratch.leftovers()
-            )
-        })?;
+        scratch.nothing_left(&r.what)?;
     }
     scratch.wait_watchers_gone(Duration::from_secs(2))
 }
@@ -1073,13 +1067,7 @@ fn failed_nft_load() -> Result<(), String> {
         let r = run_bin_env(&lab, "web_server", &args, &[("PATH", path.clone())])?;
         r.expect_said(2, "simulated nft failure")?;
         same(&r.what, &before, &nft_state(&lab)?)?;
-        ensure(scratch.leftovers().is_empty(), || {
-            format!(
-                "{}: left in the state dir: {:?}",
-                r.what,
-                scratch.leftovers()
-            )
-        })?;
+        scratch.nothing_left(&r.what)?;
     }
     scratch.wait_watchers_gone(Duration::from_secs(2))
 }
@@ -1134,9 +1122,7 @@ fn unconfirmed_apply_rolls_back_on_time(mode: Mode) -> Result<(), String> {
     })?;
     run_bin(&lab, "web_server", &cat(&[&["--confirm"], &st]))?.expect_said(1, "too late")?;
     scratch.wait_watchers_gone(Duration::from_secs(2))?;
-    ensure(scratch.leftovers().is_empty(), || {
-        format!("left in the state dir: {:?}", scratch.leftovers())
-    })?;
+    scratch.nothing_left("after the test")?;
     eprintln!(
         "{}: rolled back {took:?} after --apply started",
         mode.name()
@@ -1346,9 +1332,7 @@ fn rollback_survives_killed_caller(kill: Kill) -> Result<(), String> {
     })?;
     expect_probes("rolled back", &web_cases(&lab, Loaded::Before))?;
     scratch.wait_watchers_gone(Duration::from_secs(2))?;
-    ensure(scratch.leftovers().is_empty(), || {
-        format!("left in the state dir: {:?}", scratch.leftovers())
-    })?;
+    scratch.nothing_left("after the test")?;
     eprintln!(
         "{}: caller killed {killed_at:?} after start, rolled back at {took:?}",
         kill.name()
@@ -1392,9 +1376,7 @@ fn confirmed_apply_stays() -> Result<(), String> {
         format!("last: {last:?}")
     })?;
     scratch.wait_watchers_gone(Duration::from_secs(1))?;
-    ensure(scratch.leftovers().is_empty(), || {
-        format!("left in the state dir: {:?}", scratch.leftovers())
-    })
+    scratch.nothing_left("after the test")
 }
 
 /// `--rollback` puts the saved rulesets back at once; the watcher then leaves,
@@ -1419,9 +1401,7 @@ fn rollback_now() -> Result<(), String> {
     run_bin(&lab, "web_server", &cat(&[&["--confirm"], &st]))?.expect_said(1, "too late")?;
     run_bin(&lab, "web_server", &cat(&[&["--rollback"], &st]))?
         .expect(0, "nothing was rolled back")?;
-    ensure(scratch.leftovers().is_empty(), || {
-        format!("left in the state dir: {:?}", scratch.leftovers())
-    })
+    scratch.nothing_left("after the test")
 }
 
 // --- 7. persist ----------------------------------------------------------------------
@@ -1603,9 +1583,7 @@ fn lockout_refused() -> Result<(), String> {
             format!("a refused run printed on stdout; {r}")
         })?;
         same(&r.what, &before, &iptables_state(&lab)?)?;
-        ensure(scratch.leftovers().is_empty(), || {
-            format!("left in the state dir: {:?}", scratch.leftovers())
-        })?;
+        scratch.nothing_left(&r.what)?;
     }
     // Reading is never refused.
     run_bin_env(&lab, "web_server", &["--diff"], &stranger)?.expect(1, "differs")?;
