@@ -9,6 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::quote;
+use vpsfw_runtime::Policy;
+
+use crate::phases;
 
 /// Valid policies: the README's, the design sentence, and one with every form.
 const VALID: &[&str] = &[
@@ -63,14 +66,134 @@ fn run(body: TokenStream) -> String {
 
 fn run_raw(input: TokenStream) -> String {
     let shown = input.to_string();
+    let copy = input.clone();
     let out = catch_unwind(AssertUnwindSafe(|| crate::firewall2(input)))
         .unwrap_or_else(|_| panic!("firewall! panicked on `{shown}`"));
-    let out = out.to_string();
+    let text = out.to_string();
     assert!(
-        out.contains("compile_error") || out.contains("__private"),
-        "firewall! returned neither an expansion nor an error on `{shown}`: {out}"
+        text.contains("compile_error") || text.contains("__private"),
+        "firewall! returned neither an expansion nor an error on `{shown}`: {text}"
     );
+    if !text.contains("compile_error") {
+        check_table(input_policy(copy), &out);
+    }
+    text
+}
+
+/// The policy the macro checked for `input` (which must be valid).
+fn input_policy(input: TokenStream) -> Policy {
+    let (_, body) = phases::split_input(input.clone());
+    let parsed = phases::parse(body);
+    assert!(parsed.is_clean(), "`{input}` does not parse");
+    phases::check(&parsed).unwrap_or_else(|e| panic!("`{input}` does not check: {e:?}"))
+}
+
+/// The string literals of an expansion, at any depth.
+fn literals(out: &TokenStream) -> Vec<String> {
+    let mut found = Vec::new();
+    for tt in out.clone() {
+        match tt {
+            TokenTree::Literal(l) => {
+                if let Ok(s) = syn::parse2::<syn::LitStr>(TokenTree::Literal(l).into()) {
+                    found.push(s.value());
+                }
+            }
+            TokenTree::Group(g) => found.extend(literals(&g.stream())),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The expansion's table, read back as the program will read it, is the policy the
+/// macro checked: equal, and the same JSON (rule text and lines included).
+fn check_table(policy: Policy, out: &TokenStream) {
+    let tables: Vec<String> = literals(out)
+        .into_iter()
+        .filter(|l| l.starts_with(vpsfw_runtime::__private::VERSION))
+        .collect();
+    assert_eq!(tables.len(), 1, "one table in {out}");
+    let back = vpsfw_runtime::__private::from_table(&tables[0]);
+    let json = |p: &Policy| serde_json::to_string(p).expect("serialize");
+    let (got, want) = (json(&back), json(&policy));
+    if got != want {
+        let at = got
+            .bytes()
+            .zip(want.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let from = at.saturating_sub(200);
+        panic!(
+            "the table does not read back as the policy; first difference at byte {at}:\n got: ...{}\nwant: ...{}\ntable:\n{}",
+            got.get(from..at + 200).unwrap_or(&got[from..]),
+            want.get(from..at + 200).unwrap_or(&want[from..]),
+            tables[0]
+        );
+    }
+    assert!(back == policy, "equal JSON, unequal policies");
+}
+
+/// The `firewall! { ... }` bodies of a Rust file, tokenized as the compiler would.
+fn firewall_bodies(file: &str) -> Vec<TokenStream> {
+    fn walk(ts: TokenStream, out: &mut Vec<TokenStream>) {
+        let trees: Vec<TokenTree> = ts.into_iter().collect();
+        for (i, tt) in trees.iter().enumerate() {
+            if let (TokenTree::Ident(id), Some(TokenTree::Punct(bang)), Some(TokenTree::Group(g))) =
+                (tt, trees.get(i + 1), trees.get(i + 2))
+            {
+                if id == "firewall" && bang.as_char() == '!' && g.delimiter() == Delimiter::Brace {
+                    out.push(g.stream());
+                    continue;
+                }
+            }
+            if let TokenTree::Group(g) = tt {
+                walk(g.stream(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(tokens(file), &mut out);
     out
+}
+
+/// The examples' policies (the set file's path made relative to this crate) and
+/// generated ones expand to tables that read back as the checked policy.
+#[test]
+fn tables_read_back_as_the_checked_policy() {
+    let examples = [
+        include_str!("../../examples/web_server.rs"),
+        include_str!("../../examples/internal_server.rs"),
+        include_str!("../../examples/file_server.rs"),
+        include_str!("../../examples/blocklist.rs"),
+    ];
+    let mut n = 0;
+    for file in examples {
+        let file = file.replace("\"examples/sets/", "\"../examples/sets/");
+        for body in firewall_bodies(&file) {
+            run(body);
+            n += 1;
+        }
+    }
+    assert_eq!(n, examples.len());
+    for size in [0, 1, 250, 2_000] {
+        let src = phases::sample_source(size);
+        check_table(input_policy(tokens(&src)), &crate::firewall2(tokens(&src)));
+    }
+    // A set from a file, a widened name, every clause.
+    run(tokens(
+        r#"
+        #![allow(unused_name)]
+        admin none;
+        host office = 203.0.113.130;
+        set bl from "../tests/fixtures/blocklist.txt";
+        set mixed = [198.51.100.0/24, "2001:db8:1::/48", 192.0.2.7];
+        drop in from bl;
+        reject in from mixed;
+        #[allow(shadowed, redundant)]
+        allow in from office/27 tcp to [http, https] state new,established;
+        harden port_scan for 30;
+        "#,
+    ));
 }
 
 /// Each error of the macro: its message and the source text it underlines.

@@ -130,18 +130,6 @@ impl SetDef {
         })
     }
 
-    /// What an expansion falls back to if a checked set could not be rebuilt (it cannot
-    /// happen: the macro checked it); never panics.
-    pub(crate) fn placeholder(name: &str) -> Self {
-        SetDef {
-            name: name.to_owned(),
-            v4: Vec::new(),
-            v6: Vec::new(),
-            ranges4: Vec::new(),
-            ranges6: Vec::new(),
-        }
-    }
-
     pub fn name(&self) -> &str {
         &self.name
     }
