@@ -12,6 +12,7 @@
 //! [`phases`] runs the same steps one at a time, for benchmarks.
 
 mod expand;
+mod fast;
 mod parse;
 
 use proc_macro2::{Span, TokenStream, TokenTree};
@@ -30,8 +31,10 @@ fn error_tokens(e: syn::Error) -> TokenStream {
     quote::quote!({ #errors })
 }
 
-/// `KRATE ; BODY`: the facade's path and the policy.
-fn split_input(input: TokenStream) -> (TokenStream, TokenStream) {
+/// `KRATE ; BODY`: the facade's path and the policy's tokens. The body stays a list of
+/// trees: inside rustc, making it a stream again is two trips of every token through
+/// the compiler's bridge.
+fn split_input(input: TokenStream) -> (TokenStream, Vec<TokenTree>) {
     let mut tokens = input.into_iter();
     let mut krate = TokenStream::new();
     for tt in tokens.by_ref() {
@@ -45,7 +48,7 @@ fn split_input(input: TokenStream) -> (TokenStream, TokenStream) {
 
 fn expand_policy(input: TokenStream) -> syn::Result<TokenStream> {
     let (krate, body) = split_input(input);
-    let parsed = phases::parse(body);
+    let parsed = phases::Parsed::new(body);
     let checked = phases::check(&parsed);
     phases::finish(&krate, parsed, checked)
 }
@@ -118,14 +121,15 @@ impl ToTokens for SpanRange {
 pub mod phases {
     use std::time::{Duration, Instant};
 
-    use proc_macro2::TokenStream;
+    use proc_macro2::{TokenStream, TokenTree};
     use vpsfw_runtime::{Diagnostics, Finding, Policy, Spec};
 
     use crate::parse;
 
     /// The facade's path and the policy's tokens: `KRATE ; BODY` split at the first `;`.
     pub fn split_input(input: TokenStream) -> (TokenStream, TokenStream) {
-        crate::split_input(input)
+        let (krate, body) = crate::split_input(input);
+        (krate, body.into_iter().collect())
     }
 
     /// What parsing the body gave: the spec, where each of its leaves was written, and
@@ -137,6 +141,12 @@ pub mod phases {
     }
 
     impl Parsed {
+        pub(crate) fn new(body: impl IntoIterator<Item = TokenTree>) -> Parsed {
+            let mut locs = parse::Locs::default();
+            let (spec, errors) = parse::parse(body, &mut locs);
+            Parsed { spec, locs, errors }
+        }
+
         /// The policy as written (every statement that parsed).
         pub fn spec(&self) -> &Spec {
             &self.spec
@@ -150,9 +160,7 @@ pub mod phases {
 
     /// Tokens to [`Spec`]: the macro's syntax.
     pub fn parse(body: TokenStream) -> Parsed {
-        let mut locs = parse::Locs::default();
-        let (spec, errors) = parse::parse(body, &mut locs);
-        Parsed { spec, locs, errors }
+        Parsed::new(body)
     }
 
     /// Every check and the analysis: [`Spec::build`] on the parsed spec (also when
@@ -209,8 +217,8 @@ pub mod phases {
     /// Runs the whole macro once, as [`crate::firewall2`] does, timing each step.
     pub fn timed(input: TokenStream) -> (TokenStream, Timings) {
         let t = Instant::now();
-        let (krate, body) = split_input(input);
-        let parsed = parse(body);
+        let (krate, body) = crate::split_input(input);
+        let parsed = Parsed::new(body);
         let parse_time = t.elapsed();
         let t = Instant::now();
         let checked = check(&parsed);
@@ -254,6 +262,3 @@ pub mod phases {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod bench;

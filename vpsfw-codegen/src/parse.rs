@@ -5,7 +5,7 @@
 //! `vpsfw_runtime::spec`, the checker the run-time builder uses too. Each statement is
 //! parsed on its own, so one syntax error does not hide the mistakes in the others.
 
-use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, LineColumn, Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Ident, LitFloat, LitInt, LitStr, Token};
@@ -37,9 +37,27 @@ pub struct Locs {
 }
 
 impl Locs {
-    fn add(&mut self, first: Span, last: Span) -> Loc {
+    pub(crate) fn add(&mut self, first: Span, last: Span) -> Loc {
         self.spans.push((first, last));
         Loc::new(self.spans.len() as u32 - 1)
+    }
+
+    /// How many locations there are; [`Locs::truncate`] forgets those added since.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.spans.truncate(len);
+    }
+
+    /// The spans of the locations from `from` on, as text (tests compare them).
+    #[cfg(test)]
+    pub(crate) fn shown_since(&self, from: usize) -> Vec<String> {
+        self.spans[from..]
+            .iter()
+            .map(|(a, b)| format!("{a:?}..{b:?}"))
+            .collect()
     }
 
     pub fn get(&self, loc: Loc) -> (Span, Span) {
@@ -55,7 +73,10 @@ impl Locs {
 }
 
 /// Parses the whole body of `firewall! { ... }`.
-pub fn parse(body: TokenStream, locs: &mut Locs) -> (Spec, Vec<syn::Error>) {
+pub fn parse(
+    body: impl IntoIterator<Item = TokenTree>,
+    locs: &mut Locs,
+) -> (Spec, Vec<syn::Error>) {
     let mut spec = Spec::default();
     let mut errors = Vec::new();
     for stmt in statements(body, &mut errors) {
@@ -73,7 +94,10 @@ struct Stmt {
 }
 
 /// Splits a token stream at top-level `;`, and after `group NAME { ... }`.
-fn statements(body: TokenStream, errors: &mut Vec<syn::Error>) -> Vec<Stmt> {
+fn statements(
+    body: impl IntoIterator<Item = TokenTree>,
+    errors: &mut Vec<syn::Error>,
+) -> Vec<Stmt> {
     let mut out = Vec::new();
     let mut cur: Vec<TokenTree> = Vec::new();
     for tt in body {
@@ -124,7 +148,7 @@ fn statements(body: TokenStream, errors: &mut Vec<syn::Error>) -> Vec<Stmt> {
 
 /// Runs `f` on a statement's tokens. Running out of tokens is reported at `end` (the
 /// statement's `;`), not at the whole macro call as `syn::parse2` would.
-fn parse_in<T>(
+pub(crate) fn parse_in<T>(
     end: Span,
     tokens: TokenStream,
     f: impl FnOnce(ParseStream) -> syn::Result<T>,
@@ -150,14 +174,20 @@ fn parse_in<T>(
 }
 
 /// `host NAME =` at the start of a statement: the name, if it is written well.
-fn declared_name(tokens: &TokenStream) -> Option<Ident> {
-    let mut trees = tokens.clone().into_iter().skip(1);
-    match (trees.next(), trees.next()) {
+fn declared_name(trees: &[TokenTree]) -> Option<Ident> {
+    match (trees.get(1), trees.get(2)) {
         (Some(TokenTree::Ident(name)), Some(TokenTree::Punct(eq))) if eq.as_char() == '=' => {
-            Some(name)
+            Some(name.clone())
         }
         _ => None,
     }
+}
+
+fn not_before_a_rule(at: Span) -> syn::Error {
+    syn::Error::new(
+        at,
+        "`#[allow(...)]` goes before a rule; for the whole policy write `#![allow(...)]` at its top",
+    )
 }
 
 fn parse_statement(
@@ -197,19 +227,12 @@ fn parse_statement(
         }
         trees.drain(..2);
     }
-    let is_rule_head = matches!(trees.first(), Some(TokenTree::Ident(i)) if !STATEMENTS.contains(&i.to_string().as_str()));
-    if !allows.is_empty() && !is_rule_head {
-        if let Some(first) = trees.first() {
-            errors.push(syn::Error::new(
-                first.span(),
-                "`#[allow(...)]` goes before a rule; for the whole policy write `#![allow(...)]` at its top",
-            ));
-        }
-    }
-    let tokens: TokenStream = trees.into_iter().collect();
-    let mut head = match tokens.clone().into_iter().next() {
+    let mut head = match trees.first() {
         Some(TokenTree::Ident(i)) => i.to_string(),
         Some(other) => {
+            if !allows.is_empty() {
+                errors.push(not_before_a_rule(other.span()));
+            }
             errors.push(syn::Error::new(
                 other.span(),
                 "expected a rule (`allow in ...`), `host`, `net`, `policy` or `group`",
@@ -218,12 +241,17 @@ fn parse_statement(
         }
         None => return,
     };
+    // The statement's tokens as a stream, for syn (rules take the fast path first).
+    let stream = |trees: &[TokenTree]| -> TokenStream { trees.iter().cloned().collect() };
+    let first = trees[0].span();
+    if !allows.is_empty() && STATEMENTS.contains(&head.as_str()) {
+        errors.push(not_before_a_rule(first));
+    }
     if let Some(w) = misspelt_statement(&head) {
         // `hots admin = ...`: report the word, then read the statement as the one meant,
         // so its other mistakes are reported and its name is known.
-        let first = tokens.clone().into_iter().next().map(|t| t.span());
         errors.push(syn::Error::new(
-            first.unwrap_or_else(Span::call_site),
+            first,
             format!("unknown statement `{head}`; did you mean `{w}`?"),
         ));
         head = w.to_owned();
@@ -235,10 +263,10 @@ fn parse_statement(
             } else {
                 NameKind::Net
             };
-            let result = parse_in(end, tokens.clone(), |input| {
+            let result = parse_in(end, stream(&trees), |input| {
                 parse_name(input, &head, kind, locs)
             });
-            if let (Err(_), Some(name)) = (&result, declared_name(&tokens)) {
+            if let (Err(_), Some(name)) = (&result, declared_name(&trees)) {
                 // Keep the name declared (without addresses, a mistake already reported
                 // here), so that its uses do not add "undefined name" errors.
                 let at = locs.add(name.span(), name.span());
@@ -251,16 +279,31 @@ fn parse_statement(
             }
             result.map(Item::Name)
         }
-        "policy" => parse_in(end, tokens, |input| parse_default(input, locs)).map(Item::Default),
-        "set" => parse_in(end, tokens, |input| parse_set(input, locs)).map(Item::Set),
-        "admin" => parse_in(end, tokens, |input| parse_admin(input, locs)).map(Item::Admin),
-        "harden" => parse_in(end, tokens, |input| parse_harden(input, locs)).map(Item::Harden),
+        "policy" => {
+            parse_in(end, stream(&trees), |input| parse_default(input, locs)).map(Item::Default)
+        }
+        "set" => parse_in(end, stream(&trees), |input| parse_set(input, locs)).map(Item::Set),
+        "admin" => parse_in(end, stream(&trees), |input| parse_admin(input, locs)).map(Item::Admin),
+        "harden" => {
+            parse_in(end, stream(&trees), |input| parse_harden(input, locs)).map(Item::Harden)
+        }
         "group" => {
             if group.is_some() {
-                errors.push(syn::Error::new_spanned(tokens, "groups do not nest"));
+                errors.push(syn::Error::new_spanned(
+                    stream(&trees),
+                    "groups do not nest",
+                ));
                 return;
             }
-            match parse_in(end, tokens, |input| parse_group_head(input, locs)) {
+            let head = match crate::fast::group_head(&trees, locs) {
+                Some(head) => {
+                    #[cfg(test)]
+                    crate::tests::group_head_agrees(&head, &trees, end, locs);
+                    Ok(head)
+                }
+                None => parse_in(end, stream(&trees), |input| parse_group_head(input, locs)),
+            };
+            match head {
                 Ok((name, body)) => {
                     for stmt in statements(body, errors) {
                         parse_statement(stmt, Some(&name), locs, spec, errors);
@@ -271,13 +314,26 @@ fn parse_statement(
             return;
         }
         _ => {
-            let mut trees = tokens.clone().into_iter();
-            let first = trees.next().map_or_else(Span::call_site, |t| t.span());
             let last = trees.last().map_or(first, |t| t.span());
             let at = locs.add(first, last);
-            let text = source_text(&tokens);
+            let (text, line) = source_text(&trees);
+            let line = u32::try_from(line).ok().filter(|l| *l > 0);
+            let mark = locs.len();
+            let rule = match crate::fast::rule(&trees, at, line, group, locs) {
+                Some(rule) => {
+                    #[cfg(test)]
+                    crate::tests::fast_agrees(&rule, mark, &trees, end, group, locs);
+                    Ok(rule)
+                }
+                None => {
+                    locs.truncate(mark);
+                    parse_in(end, stream(&trees), |input| {
+                        parse_rule(input, at, group, locs)
+                    })
+                }
+            };
             let allows = std::mem::take(&mut allows);
-            parse_in(end, tokens, |input| parse_rule(input, at, group, locs)).map(|mut rule| {
+            rule.map(|mut rule| {
                 rule.text = Some(text);
                 rule.allow = allows;
                 Item::Rule(rule)
@@ -657,7 +713,7 @@ fn parse_default(input: ParseStream, locs: &mut Locs) -> syn::Result<DefaultSpec
 }
 
 /// `group NAME { ... }`: the name and the body.
-fn parse_group_head(
+pub(crate) fn parse_group_head(
     input: ParseStream,
     locs: &mut Locs,
 ) -> syn::Result<(Spanned<String>, TokenStream)> {
@@ -712,32 +768,59 @@ fn joined_word(input: ParseStream) -> syn::Result<(String, Span, Span)> {
 }
 
 /// The rule as written, for the evaluator's "why": each token's source text, spaced as
-/// in the source on one line (a rule over several lines is joined with single spaces).
-fn source_text(tokens: &TokenStream) -> String {
-    let mut out = String::new();
-    let mut prev_end: Option<proc_macro2::LineColumn> = None;
-    for tt in tokens.clone() {
+/// in the source on one line (a rule over several lines is joined with single spaces);
+/// and the line of its first token.
+///
+/// Inside rustc each span query is a call into the compiler (`start` is two, `end`
+/// three), so a token that is not a group costs one `start`: its text is its source
+/// (`to_string` gives a literal as written), and on one line it ends where its text
+/// does. A group, or a literal over several lines, asks for its source and its end.
+/// (Tokens made by another macro may carry a span that is not theirs; their text is then
+/// their own, not their span's.)
+pub(crate) fn source_text(trees: &[TokenTree]) -> (String, usize) {
+    let mut out = String::with_capacity(64);
+    let mut first_line = 0;
+    let mut prev_end: Option<LineColumn> = None;
+    for tt in trees {
         let span = tt.span();
         let start = span.start();
-        if let Some(end) = prev_end {
-            if start.line == end.line && start.column >= end.column && start.line > 0 {
-                out.extend(std::iter::repeat_n(' ', start.column - end.column));
-            } else {
-                out.push(' ');
+        match prev_end {
+            None => first_line = start.line,
+            Some(end) => {
+                if start.line == end.line && start.column >= end.column && start.line > 0 {
+                    out.extend(std::iter::repeat_n(' ', start.column - end.column));
+                } else {
+                    out.push(' ');
+                }
             }
         }
-        out.push_str(&span.source_text().unwrap_or_else(|| tt.to_string()));
-        prev_end = Some(span.end());
+        let text = match tt {
+            TokenTree::Group(_) => None,
+            _ => Some(tt.to_string()),
+        };
+        prev_end = Some(match text {
+            Some(text) if !text.contains('\n') => {
+                out.push_str(&text);
+                LineColumn {
+                    line: start.line,
+                    column: start.column + text.chars().count(),
+                }
+            }
+            _ => {
+                out.push_str(&span.source_text().unwrap_or_else(|| tt.to_string()));
+                span.end()
+            }
+        });
     }
     out.push(';');
-    out
+    (out, first_line)
 }
 
-fn is_reserved(w: &str) -> bool {
+pub(crate) fn is_reserved(w: &str) -> bool {
     CLAUSES.contains(&w) || Protocol::WORDS.contains(&w) || w == "all"
 }
 
-fn parse_rule(
+pub(crate) fn parse_rule(
     input: ParseStream,
     at: Loc,
     group: Option<&Spanned<String>>,

@@ -6,12 +6,97 @@
 //! errors land on the tokens at fault.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::quote;
-use vpsfw_runtime::Policy;
+use vpsfw_runtime::spec::RuleSpec;
+use vpsfw_runtime::{Policy, Spanned};
 
+use crate::parse::Locs;
 use crate::phases;
+
+/// How many rules the fast path read (and the syn path read the same way).
+static FAST_RULES: AtomicUsize = AtomicUsize::new(0);
+
+/// Every rule the fast path reads is read by the syn path too, in tests: the two must
+/// give the same rule, with locations on the same tokens; and the rule's text must be
+/// what the first implementation gave (each token's `source_text`, `start` and `end`).
+pub(crate) fn fast_agrees(
+    fast: &RuleSpec,
+    mark: usize,
+    trees: &[TokenTree],
+    end: Span,
+    group: Option<&Spanned<String>>,
+    locs: &mut Locs,
+) {
+    let shown: TokenStream = trees.iter().cloned().collect();
+    let fast_locs = locs.shown_since(mark);
+    locs.truncate(mark);
+    let slow = crate::parse::parse_in(end, shown.clone(), |input| {
+        crate::parse::parse_rule(input, fast.at, group, locs)
+    })
+    .unwrap_or_else(|e| panic!("fast path read `{shown}`, syn refused it: {e}"));
+    assert_eq!(&slow, fast, "`{shown}`");
+    assert_eq!(locs.shown_since(mark), fast_locs, "`{shown}`");
+    // Tokens made by hand (not lexed from source) may carry any span; the text is then
+    // the tokens' own, where the first implementation took the spans' source.
+    let lexed = trees
+        .iter()
+        .all(|t| matches!(t, TokenTree::Group(_)) || t.span().source_text() == Some(t.to_string()));
+    if lexed {
+        let text = crate::parse::source_text(trees).0;
+        assert_eq!(text, first_source_text(trees), "`{shown}`");
+    }
+    FAST_RULES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The fast reading of `group NAME {` gives the name and body syn gives.
+pub(crate) fn group_head_agrees(
+    fast: &(Spanned<String>, TokenStream),
+    trees: &[TokenTree],
+    end: Span,
+    locs: &mut Locs,
+) {
+    let shown: TokenStream = trees.iter().cloned().collect();
+    let mark = locs.len() - 1;
+    let fast_locs = locs.shown_since(mark);
+    locs.truncate(mark);
+    let (name, body) = crate::parse::parse_in(end, shown.clone(), |input| {
+        crate::parse::parse_group_head(input, locs)
+    })
+    .unwrap_or_else(|e| panic!("fast path read `{shown}`, syn refused it: {e}"));
+    assert_eq!(name.value, fast.0.value, "`{shown}`");
+    assert_eq!(locs.shown_since(mark), fast_locs, "`{shown}`");
+    let trees = |ts: &TokenStream| -> Vec<String> {
+        ts.clone()
+            .into_iter()
+            .map(|t| format!("{t} {:?}", t.span()))
+            .collect()
+    };
+    assert_eq!(trees(&body), trees(&fast.1), "`{shown}`");
+}
+
+/// The rule text as first written: three span queries per token.
+fn first_source_text(trees: &[TokenTree]) -> String {
+    let mut out = String::new();
+    let mut prev_end: Option<proc_macro2::LineColumn> = None;
+    for tt in trees {
+        let span = tt.span();
+        let start = span.start();
+        if let Some(end) = prev_end {
+            if start.line == end.line && start.column >= end.column && start.line > 0 {
+                out.extend(std::iter::repeat_n(' ', start.column - end.column));
+            } else {
+                out.push(' ');
+            }
+        }
+        out.push_str(&span.source_text().unwrap_or_else(|| tt.to_string()));
+        prev_end = Some(span.end());
+    }
+    out.push(';');
+    out
+}
 
 /// Valid policies: the README's, the design sentence, and one with every form.
 const VALID: &[&str] = &[
@@ -755,4 +840,130 @@ fn ports_of_a_service_word_point_at_the_word() {
         "destination ports need `tcp` or `udp`, but no protocol is given"
     );
     assert_eq!(text, "https");
+}
+
+/// Rules with every form of each clause, and literals the fast path must leave to syn
+/// (escapes, suffixes, other bases, leading zeros, exponents): whatever the fast path
+/// reads is read by syn too, and must come out the same (see `fast_agrees`).
+#[test]
+fn fast_path_reads_rules_as_syn_does() {
+    let before = FAST_RULES.load(Ordering::Relaxed);
+    let pieces: &[&[&str]] = &[
+        &["allow", "drop", "reject", "log", "accept", "r#allow", "_"],
+        &["in", "out", "forward", "tcp", "r#in", "from"],
+    ];
+    let clauses: &[&str] = &[
+        "tcp",
+        "udp",
+        "icmp",
+        "icmpv6",
+        "all",
+        "r#tcp",
+        "from any",
+        "to any",
+        "from \"2001:db8::1\"",
+        "to \"2001:db8::/48\"",
+        "from \"a\\\"b\"",
+        "from r\"2001:db8::1\"",
+        "from 198.51.100.7",
+        "from 198.51.100.7/32",
+        "from 198.51.100.7/032",
+        "from 10.0.0.1",
+        "from 1.2.3",
+        "from 1.2.3.4.5",
+        "from 1.5e3",
+        "from 1.0.0.1u8",
+        "from 0x10.0.0.1",
+        "from 198.51.100.7/0x10",
+        "to 22",
+        "to 022",
+        "to 22u16",
+        "to 0x16",
+        "to 1_024",
+        "to 1024:",
+        "to :1023",
+        "to 1024:2048",
+        "to 1024:0x800",
+        "to ::22",
+        "to [http, https]",
+        "to [http, https,]",
+        "to [22, 1024:, :10, 5:6]",
+        "to [22 23]",
+        "to [,]",
+        "to []",
+        "to (22)",
+        "to {22}",
+        "to ssh",
+        "to office",
+        "to office/27",
+        "to office/027",
+        "to office / 27",
+        "from office port 22",
+        "from office port [22, 23]",
+        "from any port 1024:",
+        "from \"2001:db8::1\" port 22",
+        "from 198.51.100.7 port ssh",
+        "to office port",
+        "from port 22",
+        "to 22 port 23",
+        "on lo",
+        "on eth0",
+        "on \"eth+\"",
+        "on eth+",
+        "on eth0.100",
+        "on eth0.100+",
+        "on eth-1",
+        "on eth-",
+        "on eth - 1",
+        "on \"e\\th\"",
+        "on 22",
+        "state new",
+        "state new,established",
+        "state new, established ,related",
+        "state",
+        "state new,",
+        "limit 5/minute",
+        "limit 5/minute burst 10",
+        "limit 05/minute",
+        "limit 5 / minute burst 0x10",
+        "limit 5/minute burst",
+        "limit 5.0/minute",
+        "prefix \"X: \"",
+        "prefix \"a\\nb\"",
+        "prefix r\"X\"",
+        "prefix X",
+        "comment \"web\"",
+        "comment \"\"",
+        "comment \"c\"suffix",
+        "type echo-request",
+        "type neighbour-solicitation",
+        "type echo-request+",
+        "type echo - request",
+        "type echo-0",
+        "type 8",
+        "port 22",
+        "burst 3",
+        "stat",
+    ];
+    let mut rng = Rng(0xfa57_0fa5_7000_0001);
+    let mut sources = Vec::new();
+    for _ in 0..3000 {
+        let mut s = String::from("host office = 203.0.113.128;\n");
+        s += rng.word(pieces[0]);
+        s += " ";
+        s += rng.word(pieces[1]);
+        for _ in 0..rng.below(5) {
+            s += if rng.below(8) == 0 { "\n    " } else { " " };
+            s += rng.word(clauses);
+        }
+        s += ";";
+        sources.push(s);
+    }
+    for src in &sources {
+        if let Ok(body) = src.parse::<TokenStream>() {
+            run(body);
+        }
+    }
+    let read = FAST_RULES.load(Ordering::Relaxed) - before;
+    assert!(read > 500, "the fast path read only {read} rules");
 }

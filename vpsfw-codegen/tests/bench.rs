@@ -1,7 +1,8 @@
 //! Benchmark, not a test: `cargo test -p vpsfw-codegen --release -- --ignored --nocapture bench`
 //! prints the median time of each phase of the macro on a generated policy
-//! ([`crate::phases::sample_source`]), and of rendering it. Nothing here asserts a time.
-//! `VPSFW_BENCH_SIZES=100,5000` picks the sizes.
+//! (`vpsfw_codegen::phases::sample_source`), and of rendering it. Nothing here asserts a
+//! time. `VPSFW_BENCH_SIZES=100,5000` picks the sizes. An integration test, so it times
+//! the library as a macro runs it (the unit tests add checks to the parser).
 //!
 //! The phases run on `proc_macro2`'s own tokens, not the compiler's: inside rustc every
 //! span and token operation is a call into the compiler, so the macro's time in a build
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use proc_macro2::TokenStream;
 use vpsfw_runtime::{render, Format, Packet};
 
-use crate::phases;
+use vpsfw_codegen::phases;
 
 fn median(mut f: impl FnMut(), runs: usize) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
@@ -72,7 +73,7 @@ fn bench() {
         let policy = phases::check(&parsed).expect("generated policy checks");
         let analysis = median(|| drop(phases::analysis(&policy)), runs);
         let expand = median(|| drop(phases::expand(&krate, &parsed, &policy)), runs);
-        let whole = median(|| drop(crate::firewall2(tokens.clone())), runs);
+        let whole = median(|| drop(vpsfw_codegen::firewall2(tokens.clone())), runs);
         let renders: Vec<Duration> = Format::ALL
             .iter()
             .map(|f| median(|| drop(render(&policy, *f)), runs))
