@@ -418,7 +418,10 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
                         std::sync::atomic::AtomicUsize::new(0);
                     let k = K.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     krate.write(&main(n, Some((n / 2 + k % 7, k % 100))));
-                    krate.build(&target).unwrap_or(Duration::MAX)
+                    krate.build(&target).unwrap_or_else(|e| {
+                        println!("{n:>7} | rebuild failed: {e}");
+                        Duration::MAX
+                    })
                 },
                 3,
             );

@@ -338,7 +338,7 @@ struct Prepared {
     texts: Option<[String; 2]>,
 }
 
-fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted>), Error> {
+fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
     match managed.backend {
         Backend::Iptables => {
             let layout = managed.layout;
@@ -512,20 +512,21 @@ struct Meta {
     id: String,
     stamp: String,
     backend: Backend,
-    deadline: u64,
+    /// Milliseconds since the Unix epoch.
+    deadline_ms: u64,
 }
 
 impl Meta {
     fn text(&self) -> String {
         format!(
-            "id {}\nstamp {}\nbackend {}\ndeadline {}\n",
+            "id {}\nstamp {}\nbackend {}\ndeadline_ms {}\n",
             self.id,
             self.stamp,
             match self.backend {
                 Backend::Iptables => "iptables",
                 Backend::Nft => "nft",
             },
-            self.deadline
+            self.deadline_ms
         )
     }
 
@@ -543,7 +544,7 @@ impl Meta {
                 "nft" => Backend::Nft,
                 _ => Backend::Iptables,
             },
-            deadline: field("deadline")?.parse().ok()?,
+            deadline_ms: field("deadline_ms")?.parse().ok()?,
         })
     }
 }
@@ -589,7 +590,7 @@ pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
         return Err(Error::new(format!(
             "an apply of policy {} awaits confirmation until {}: run --confirm or --rollback first",
             m.stamp,
-            utc(UNIX_EPOCH + Duration::from_secs(m.deadline))
+            utc(UNIX_EPOCH + Duration::from_millis(m.deadline_ms))
         )));
     }
     let (prepared, want) = prepare(policy, opts.managed)?;
@@ -617,9 +618,9 @@ pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
         id: format!("{}-{}", std::process::id(), unix_now()),
         stamp: stamp.clone(),
         backend: opts.managed.backend,
-        deadline: deadline
+        deadline_ms: deadline
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0)),
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
     let tmp = opts.state_dir.join(format!("pending.tmp-{}", meta.id));
     let _ = fs::remove_dir_all(&tmp);
@@ -644,7 +645,7 @@ pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
     }
     Ok(Applied::Loaded {
         stamp,
-        rollback_at: Some(UNIX_EPOCH + Duration::from_secs(meta.deadline)),
+        rollback_at: Some(UNIX_EPOCH + Duration::from_millis(meta.deadline_ms)),
     })
 }
 
@@ -733,7 +734,7 @@ pub fn watch(state_dir: &Path, id: &str) -> Result<String, Error> {
             return Ok(format!("apply {id} confirmed or already rolled back"));
         };
         let now = SystemTime::now();
-        let deadline = UNIX_EPOCH + Duration::from_secs(meta.deadline);
+        let deadline = UNIX_EPOCH + Duration::from_millis(meta.deadline_ms);
         match deadline.duration_since(now) {
             Ok(left) if !left.is_zero() => std::thread::sleep(left.min(Duration::from_millis(200))),
             _ => break,
@@ -830,7 +831,7 @@ mod tests {
             id: "12-34".into(),
             stamp: "0123456789abcdef".into(),
             backend: Backend::Nft,
-            deadline: 99,
+            deadline_ms: 99_000,
         };
         write_file(&dir.join("meta"), &m.text()).unwrap();
         assert_eq!(Meta::read(&dir), Some(m));

@@ -282,13 +282,16 @@ fn prefix_key(bits: u128, width: u32, len: u32) -> u128 {
     }
 }
 
-/// The evaluator's compiled chains of one policy, each built on first use. A field of
-/// [`Policy`] that is not part of its value: it compares equal, hashes to nothing,
-/// is neither serialized nor cloned (a clone builds its own).
+/// What is derived from a policy once and kept: the evaluator's compiled chains, each
+/// built on first use, and the policy's stamp. A field of [`Policy`] that is not part
+/// of its value: it compares equal, hashes to nothing, is neither serialized nor
+/// cloned (a clone builds its own).
 #[derive(Default)]
 pub(crate) struct EvalCache {
     /// Per family (IPv4, IPv6), per chain (input, forward, output).
     chains: [[OnceLock<Compiled>; 3]; 2],
+    /// [`crate::render::stamp`].
+    pub(crate) stamp: OnceLock<String>,
 }
 
 impl Clone for EvalCache {

@@ -360,17 +360,20 @@ fn changes(live: &[String], want: &[String], rules: &BTreeMap<String, String>) -
 }
 
 /// The iptables side of a policy: the tables it wants and what each line stands for.
-pub(crate) struct Wanted {
+pub(crate) struct Wanted<'p> {
+    policy: &'p Policy,
+    layout: Layout,
     pub(crate) stamp: String,
     /// The restore text per family, with the stamp chain.
     pub(crate) restore: [String; 2],
     pub(crate) tables: [Table; 2],
-    pub(crate) rules: BTreeMap<String, String>,
+    /// What each rendered line stands for; worked out only when a diff is shown.
+    rules: std::sync::OnceLock<BTreeMap<String, String>>,
     pub(crate) sets: Vec<render::Ipset>,
 }
 
-impl Wanted {
-    pub(crate) fn new(policy: &Policy, layout: Layout) -> Wanted {
+impl<'p> Wanted<'p> {
+    pub(crate) fn new(policy: &'p Policy, layout: Layout) -> Wanted<'p> {
         let stamp = render::stamp(policy);
         let restore = Family::ALL.map(|f| {
             let mut body = String::new();
@@ -387,21 +390,30 @@ impl Wanted {
             }
             t
         });
-        let mut rules = BTreeMap::new();
-        for f in Family::ALL {
-            for line in render::family_lines(policy, f) {
-                rules
-                    .entry(render::rule_line(&line, layout))
-                    .or_insert_with(|| describe(line.rule));
-            }
-        }
         Wanted {
+            policy,
+            layout,
             stamp,
             restore,
             tables,
-            rules,
+            rules: std::sync::OnceLock::new(),
             sets: render::ipsets(policy),
         }
+    }
+
+    /// Rendered line to the policy rule it comes from, in words.
+    pub(crate) fn rules(&self) -> &BTreeMap<String, String> {
+        self.rules.get_or_init(|| {
+            let mut rules = BTreeMap::new();
+            for f in Family::ALL {
+                for line in render::family_lines(self.policy, f) {
+                    rules
+                        .entry(render::rule_line(&line, self.layout))
+                        .or_insert_with(|| describe(line.rule));
+                }
+            }
+            rules
+        })
     }
 }
 
@@ -508,7 +520,7 @@ pub(crate) fn diff_iptables(live: &IptablesState, want: &Wanted, layout: Layout)
             changes: changes(
                 &t.view(layout),
                 &want.tables[f as usize].view(layout),
-                &want.rules,
+                want.rules(),
             ),
         });
     }
@@ -560,7 +572,20 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
     let same_rules = Family::ALL
         .into_iter()
         .all(|f| tables[f as usize].view(layout) == want.tables[f as usize].view(layout));
-    same_rules && diff_iptables(live, want, layout).is_unchanged()
+    if !same_rules {
+        return false;
+    }
+    let live_sets = live.sets();
+    let sets_match = want.sets.iter().all(|set| {
+        let wanted: BTreeSet<IpNet> = set.elements.iter().filter_map(|e| parse_elem(e)).collect();
+        live_sets.get(&set.name) == Some(&wanted)
+    });
+    // Without --own-chains a load also removes the sets of earlier policies.
+    let no_stale = layout == Layout::Chains
+        || live_sets
+            .keys()
+            .all(|name| want.sets.iter().any(|s| s.name == *name));
+    sets_match && no_stale
 }
 
 /// Element changes of a set, at most ten shown each way.
@@ -844,6 +869,14 @@ mod tests {
             ipsets: String::new(),
         };
         assert!(diff_iptables(&same, &want, Layout::Table).is_unchanged());
+        assert!(iptables_unchanged(&same, &want, Layout::Table));
+        assert!(!iptables_unchanged(&live, &want, Layout::Table));
+        let stale = IptablesState {
+            saved: want.restore.clone(),
+            ipsets: "create vpsfw-old-v4 hash:net family inet\n".into(),
+        };
+        assert!(!iptables_unchanged(&stale, &want, Layout::Table));
+        assert!(!diff_iptables(&stale, &want, Layout::Table).is_unchanged());
         let empty = IptablesState {
             saved: [EMPTY_FILTER.into(), EMPTY_FILTER.into()],
             ipsets: String::new(),

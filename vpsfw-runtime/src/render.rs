@@ -125,9 +125,13 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
-fn port_list(ranges: &[PortRange]) -> String {
-    let parts: Vec<String> = ranges.iter().map(ToString::to_string).collect();
-    parts.join(",")
+fn write_port_list(out: &mut String, ranges: &[PortRange]) {
+    for (i, r) in ranges.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{r}");
+    }
 }
 
 /// Writes a comment or log prefix the way iptables-save does: bare when it is only
@@ -216,7 +220,8 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
         }
         for (ports, flag) in [(line.sport, "--sports"), (line.dport, "--dports")] {
             if let Some(list) = ports.filter(|l| l.len() > 1) {
-                let _ = write!(out, " -m multiport {flag} {}", port_list(list));
+                let _ = write!(out, " -m multiport {flag} ");
+                write_port_list(out, list);
             }
         }
         if let Some(t) = rule.icmp_type() {
@@ -356,6 +361,14 @@ pub(crate) fn restore_body(
 /// A short, stable fingerprint of the rendered rulesets (FNV-1a, 64 bits), printed in
 /// every output so an admin can tell which policy a server runs.
 pub fn stamp(policy: &Policy) -> String {
+    policy
+        .eval_cache
+        .stamp
+        .get_or_init(|| compute_stamp(policy))
+        .clone()
+}
+
+fn compute_stamp(policy: &Policy) -> String {
     let mut body = String::new();
     restore_body(&mut body, policy, Family::V4, Layout::Table, None);
     restore_body(&mut body, policy, Family::V6, Layout::Table, None);
