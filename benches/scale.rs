@@ -10,7 +10,6 @@
 //! skips the slow parts (edit-to-binary builds crates with cargo; apply needs root and
 //! creates network namespaces named `vpsfw-bench-*`, deleted afterwards).
 
-#[allow(dead_code)]
 #[path = "../tests/roles/mod.rs"]
 mod roles;
 
