@@ -79,19 +79,19 @@ macro_rules! intranet_role {
 }
 
 fn web1() -> Policy {
-    web_role!(admin = [198.51.100 .7, "2001:db8:100::7"])
+    web_role! { admin = [198.51.100.7, "2001:db8:100::7"] }
 }
 
 fn web2() -> Policy {
-    web_role!(admin = [198.51.100 .8])
+    web_role! { admin = [198.51.100.8] }
 }
 
 fn intranet_tokyo() -> Policy {
-    intranet_role!(office = [203.0.113 .128 / 27])
+    intranet_role! { office = [203.0.113.128/27] }
 }
 
 fn intranet_osaka() -> Policy {
-    intranet_role!(office = [198.51.100 .160 / 27, "2001:db8:160::/48"])
+    intranet_role! { office = [198.51.100.160/27, "2001:db8:160::/48"] }
 }
 
 /// Every host, by the name the inventory knows it by.
