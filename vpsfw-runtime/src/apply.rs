@@ -343,22 +343,20 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
     match managed.backend {
         Backend::Iptables => {
             let layout = managed.layout;
-            let want = Wanted::new(policy, layout);
-            // With the whole table and no sets, the texts do not depend on the live
-            // state: test them while the live state is read.
-            let early = layout == Layout::Table && want.sets.is_empty();
-            let (live, tested) = if early {
-                let texts = &want.restore;
-                let (live, tested) = std::thread::scope(|s| {
-                    let t = s.spawn(|| test_v6(texts, layout));
-                    let live = IptablesState::read();
-                    (live, t.join())
-                });
-                let tested = tested.map_err(|_| Error::new("testing the rulesets panicked"))?;
-                (live?, Some(tested))
-            } else {
-                (IptablesState::read()?, None)
-            };
+            // The live state is read while the policy is rendered and, with the whole
+            // table and no sets (the texts then do not depend on the live state), while
+            // the IPv6 ruleset is tested.
+            let (live, want, tested) = std::thread::scope(|s| {
+                let reading = s.spawn(IptablesState::read);
+                let want = Wanted::new(policy, layout);
+                let tested = (layout == Layout::Table && want.sets.is_empty())
+                    .then(|| test_v6(&want.restore, layout));
+                let live = reading
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")));
+                (live, want, tested)
+            });
+            let live = live?;
             let unchanged = live::iptables_unchanged(&live, &want, layout);
             let tables = live.tables();
             let texts = Family::ALL.map(|f| load_text(&want, &tables[f as usize], f, layout));
@@ -592,7 +590,6 @@ fn record_last(state_dir: &Path, text: &str) {
 
 /// Applies a policy: see the module documentation.
 pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
-    let stamp = render::stamp(policy);
     let _lock = lock(&opts.state_dir, false)?;
     let pending = opts.state_dir.join("pending");
     if let Some(m) = Meta::read(&pending) {
@@ -603,6 +600,7 @@ pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
         )));
     }
     let (prepared, want) = prepare(policy, opts.managed)?;
+    let stamp = render::stamp(policy);
     if prepared.unchanged {
         return Ok(Applied::Unchanged { stamp });
     }

@@ -366,7 +366,8 @@ pub(crate) struct Wanted<'p> {
     pub(crate) stamp: String,
     /// The restore text per family, with the stamp chain.
     pub(crate) restore: [String; 2],
-    pub(crate) tables: [Table; 2],
+    /// The restore texts parsed; worked out only when compared line by line.
+    tables: std::sync::OnceLock<[Table; 2]>,
     /// What each rendered line stands for; worked out only when a diff is shown.
     rules: std::sync::OnceLock<BTreeMap<String, String>>,
     pub(crate) sets: Vec<render::Ipset>,
@@ -380,25 +381,31 @@ impl<'p> Wanted<'p> {
             render::restore_body(&mut body, policy, f, layout, Some(&stamp));
             body
         });
-        let tables = Family::ALL.map(|f| {
-            let mut t = Table::parse(&restore[f as usize]);
-            if layout == Layout::Chains {
-                for c in Chain::ALL {
-                    let (b, own) = (c.iptables_name(), layout.chain_name(c));
-                    t.rules.push(format!("-A {b} -j {own}"));
-                }
-            }
-            t
-        });
         Wanted {
             policy,
             layout,
             stamp,
             restore,
-            tables,
+            tables: std::sync::OnceLock::new(),
             rules: std::sync::OnceLock::new(),
             sets: render::ipsets(policy),
         }
+    }
+
+    /// The wanted tables, with the jumps to vpsfw's chains under [`Layout::Chains`].
+    pub(crate) fn tables(&self) -> &[Table; 2] {
+        self.tables.get_or_init(|| {
+            Family::ALL.map(|f| {
+                let mut t = Table::parse(&self.restore[f as usize]);
+                if self.layout == Layout::Chains {
+                    for c in Chain::ALL {
+                        let (b, own) = (c.iptables_name(), self.layout.chain_name(c));
+                        t.rules.push(format!("-A {b} -j {own}"));
+                    }
+                }
+                t
+            })
+        })
     }
 
     /// Rendered line to the policy rule it comes from, in words.
@@ -519,7 +526,7 @@ pub(crate) fn diff_iptables(live: &IptablesState, want: &Wanted, layout: Layout)
             title: format!("{f} filter table"),
             changes: changes(
                 &t.view(layout),
-                &want.tables[f as usize].view(layout),
+                &want.tables()[f as usize].view(layout),
                 want.rules(),
             ),
         });
@@ -571,7 +578,7 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
     }
     let same_rules = Family::ALL
         .into_iter()
-        .all(|f| tables[f as usize].view(layout) == want.tables[f as usize].view(layout));
+        .all(|f| tables[f as usize].view(layout) == want.tables()[f as usize].view(layout));
     if !same_rules {
         return false;
     }
