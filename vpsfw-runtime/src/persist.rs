@@ -97,8 +97,6 @@ pub fn persist(policy: &Policy, managed: Managed, etc: &Path) -> Result<Persiste
         }
         Backend::Nft => {
             let path = etc.join("nftables.d").join("vpsfw.nft");
-            write_atomically(&path, &crate::nft::file(policy))?;
-            out.files.push(path.clone());
             let conf = etc.join("nftables.conf");
             // The include names the file where it will be at boot.
             let target = Path::new("/etc/nftables.d/vpsfw.nft");
@@ -107,7 +105,16 @@ pub fn persist(policy: &Policy, managed: Managed, etc: &Path) -> Result<Persiste
             } else {
                 &path
             };
-            let include = format!("include \"{}\"", shown.display());
+            let shown = shown.to_str().filter(|p| !p.contains(['"', '\n', '\\']));
+            let Some(shown) = shown else {
+                return Err(Error::new(format!(
+                    "cannot include {} from nftables.conf: the path must be UTF-8 without quotes, backslashes or newlines",
+                    path.display()
+                )));
+            };
+            let include = format!("include \"{shown}\"");
+            write_atomically(&path, &crate::nft::file(policy))?;
+            out.files.push(path.clone());
             let current = fs::read_to_string(&conf).unwrap_or_default();
             if !current.lines().any(|l| l.trim() == include) {
                 let mut text = if current.is_empty() {
@@ -149,6 +156,17 @@ mod tests {
         let text = boot_restore(&policy(), Family::V4, Layout::Chains);
         assert!(text.contains("-A INPUT -j vpsfw-INPUT\n"), "{text}");
         assert!(text.ends_with("COMMIT\n"), "{text}");
+    }
+
+    #[test]
+    fn a_path_nft_cannot_include_is_refused_before_writing() {
+        let etc = std::env::temp_dir().join(format!("vpsfw-persist-\"q-{}", std::process::id()));
+        let m = Managed {
+            backend: Backend::Nft,
+            layout: Layout::Table,
+        };
+        assert!(persist(&policy(), m, &etc).is_err());
+        assert!(!etc.exists(), "nothing is written");
     }
 
     #[test]
