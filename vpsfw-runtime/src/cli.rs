@@ -196,7 +196,7 @@ where
     let program = args
         .first()
         .map_or_else(|| "vpsfw".into(), |a| a.to_string_lossy().into_owned());
-    let mut args = match Args::try_parse_from(args) {
+    let args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
@@ -207,18 +207,30 @@ where
             };
         }
     };
-    // Actions that need no policy.
+    if let Some(code) = without_policy(&args) {
+        return code;
+    }
+    let mut built = None;
+    let policy = match select(&source, &args, &mut built) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    with_policy(policy, args, &program)
+}
+
+/// The actions that need no policy: the rollback timer, `--confirm`, `--rollback`.
+fn without_policy(args: &Args) -> Option<ExitCode> {
     if let Some(id) = &args.rollback_watch {
-        return match apply::watch(&args.state_dir, id) {
+        return Some(match apply::watch(&args.state_dir, id) {
             Ok(what) => {
                 say!("vpsfw: {what}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
-        };
+        });
     }
     if args.confirm {
-        return match apply::confirm(&args.state_dir) {
+        return Some(match apply::confirm(&args.state_dir) {
             Ok(Confirmed::Kept { stamp }) => {
                 say!("confirmed: policy {stamp} stays");
                 ExitCode::SUCCESS
@@ -229,10 +241,10 @@ where
             }
             Ok(Confirmed::RolledBack { last }) => fail(1, format!("too late: {last}")),
             Err(e) => fail(2, e),
-        };
+        });
     }
     if args.rollback {
-        return match apply::rollback(&args.state_dir) {
+        return Some(match apply::rollback(&args.state_dir) {
             Ok(Some(line)) => {
                 say!("{line}");
                 ExitCode::SUCCESS
@@ -242,48 +254,60 @@ where
                 ExitCode::SUCCESS
             }
             Err(e) => fail(2, e),
-        };
+        });
     }
-    let built;
-    let policy = match (&source, &args.host) {
+    None
+}
+
+/// The policy to act on: the one of a single-policy binary, or the fleet's `--host`.
+/// `Err(code)`: nothing more to do, exit with `code` (the hosts were listed, or the
+/// arguments do not fit this binary).
+fn select<'a>(
+    source: &Source<'a>,
+    args: &Args,
+    built: &'a mut Option<Policy>,
+) -> Result<&'a Policy, ExitCode> {
+    match (source, &args.host) {
         (Source::Fleet(hosts), _) if args.list_hosts => {
             for (name, _) in *hosts {
                 say!("{name}");
             }
-            return ExitCode::SUCCESS;
+            Err(ExitCode::SUCCESS)
         }
-        (Source::One(_), _) if args.list_hosts => {
-            return fail(
-                2,
-                "--list-hosts is for fleet binaries; this one has one policy",
-            )
-        }
-        (Source::One(_), Some(_)) => {
-            return fail(2, "--host is for fleet binaries; this one has one policy")
-        }
-        (Source::One(p), None) => *p,
+        (Source::One(_), _) if args.list_hosts => Err(fail(
+            2,
+            "--list-hosts is for fleet binaries; this one has one policy",
+        )),
+        (Source::One(_), Some(_)) => Err(fail(
+            2,
+            "--host is for fleet binaries; this one has one policy",
+        )),
+        (Source::One(p), None) => Ok(*p),
         (Source::Fleet(hosts), host) => {
             let names: Vec<&str> = hosts.iter().map(|(n, _)| *n).collect();
             let Some(host) = host else {
-                return fail(
+                return Err(fail(
                     2,
                     format!("--host NAME is required; hosts: {}", names.join(", ")),
-                );
+                ));
             };
             let Some((_, make)) = hosts.iter().find(|(n, _)| n == host) else {
-                return fail(
+                return Err(fail(
                     2,
                     format!(
                         "no host '{}' in this fleet; hosts: {}",
                         crate::diag::shown(host),
                         names.join(", ")
                     ),
-                );
+                ));
             };
-            built = make();
-            &built
+            Ok(built.insert(make()))
         }
-    };
+    }
+}
+
+/// Everything done with a policy: check packets, diff, persist, apply, or print.
+fn with_policy(policy: &Policy, mut args: Args, program: &str) -> ExitCode {
     if args.backend == Backend::Nft && args.format == Format::Sh {
         args.format = Format::NftSh;
     }
