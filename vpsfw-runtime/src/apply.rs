@@ -481,6 +481,23 @@ fn commit(
     }
 }
 
+/// Refuses a state directory someone else could write to: the rollback timer loads the
+/// rulesets saved there, as root.
+fn trusted(state_dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(state_dir)
+        .map_err(|e| Error::new(format!("cannot read {}: {e}", state_dir.display())))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(Error::new(format!(
+            "{} must belong to the user running vpsfw and be writable by no one else (it holds the rulesets a rollback loads)",
+            state_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The state directory's lock, held while rulesets change.
 struct Lock(#[allow(dead_code)] fs::File);
 
@@ -490,6 +507,7 @@ fn lock(state_dir: &Path, wait: bool) -> Result<Lock, Error> {
         .mode(0o700)
         .create(state_dir)
         .map_err(|e| Error::new(format!("cannot create {}: {e}", state_dir.display())))?;
+    trusted(state_dir)?;
     let path = state_dir.join("lock");
     let f = fs::OpenOptions::new()
         .create(true)
@@ -755,6 +773,9 @@ pub fn watch(state_dir: &Path, id: &str) -> Result<String, Error> {
 
 /// `--confirm`: keeps the pending apply.
 pub fn confirm(state_dir: &Path) -> Result<Confirmed, Error> {
+    if state_dir.exists() {
+        trusted(state_dir)?;
+    }
     let pending = state_dir.join("pending");
     let last = || fs::read_to_string(state_dir.join("last")).unwrap_or_default();
     let Some(meta) = Meta::read(&pending) else {
@@ -828,6 +849,19 @@ mod tests {
             text,
             "*filter\n:INPUT ACCEPT [7:420]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-D INPUT -j vpsfw-INPUT\n-F vpsfw-INPUT\n-X vpsfw-INPUT\n-F vpsfw-0123456789abcdef\n-X vpsfw-0123456789abcdef\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn a_state_dir_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("vpsfw-state-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(trusted(&dir).is_ok());
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(trusted(&dir).is_err());
+        assert!(lock(&dir, false).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
