@@ -336,7 +336,7 @@ fn floor_main(n: usize, edit: Option<(usize, usize)>) -> String {
 }
 
 /// The profile the README recommends for policy crates; both crates get it.
-const PROFILE: &str = "[profile.dev]\nsplit-debuginfo = \"unpacked\"\n\n[profile.dev.package.\"*\"]\ndebug = false\n\n[profile.dev.build-override]\nopt-level = 3\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n";
+const PROFILE: &str = "[profile.dev]\nsplit-debuginfo = \"unpacked\"\n\n[profile.dev.package.\"*\"]\nopt-level = \"s\"\ncodegen-units = 1\ndebug = false\n\n[profile.dev.package.vpsfw-codegen]\nopt-level = 3\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n";
 
 struct Crate {
     dir: PathBuf,
