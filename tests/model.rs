@@ -75,3 +75,18 @@ fn evaluator_explains_decisions() {
     let (o, _) = check("in tcp from [2001:db8::99]:1023 to [2001:db8::1]:443");
     assert_eq!(o, Outcome::Drop);
 }
+
+/// `{:?}` shows the policy's value: the same before and after the evaluator has built
+/// (and cached) its compiled chains.
+#[test]
+fn debug_shows_the_value_not_the_cache() {
+    let policy = roles::web_server::policy();
+    let before = format!("{policy:?}");
+    let p: Packet = "in tcp from 203.0.113.9:40000 to 192.0.2.1:443"
+        .parse()
+        .expect("packet");
+    let _ = policy.evaluate(&p);
+    assert_eq!(format!("{policy:?}"), before);
+    assert!(before.starts_with("Policy { names: "), "{before:.40}");
+    assert!(!before.contains("Cache"), "the cache shows in {{:?}}");
+}

@@ -316,7 +316,7 @@ impl NameDef {
 /// Deserializing runs the checks that span several fields (a rule's families against its
 /// addresses and protocol, ports only with tcp/udp, ...); each field's own type checks
 /// itself.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "PolicyRepr")]
 pub struct Policy {
     pub(crate) names: Vec<NameDef>,
@@ -334,6 +334,22 @@ pub struct Policy {
     /// value (never serialized, always equal).
     #[serde(skip)]
     pub(crate) eval_cache: crate::eval::EvalCache,
+}
+
+/// The policy's value; the evaluator's cache is not part of it.
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("names", &self.names)
+            .field("sets", &self.sets)
+            .field("defaults", &self.defaults)
+            .field("rules", &self.rules)
+            .field("admins", &self.admins)
+            .field("console_only", &self.console_only)
+            .field("allowed", &self.allowed)
+            .field("presets", &self.presets)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
