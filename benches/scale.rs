@@ -6,9 +6,11 @@
 //! The policy is the one every vpsfw benchmark uses (`vpsfw_codegen::phases::
 //! sample_source`): a `common` group and N allow rules with distinct sources and ports.
 //!
-//! Environment: `VPSFW_BENCH_SIZES=100,1000` picks the sizes; `VPSFW_BENCH_SKIP=build,apply`
+//! Environment: `VPSFW_BENCH_SIZES=100,1000` picks the sizes; `VPSFW_BENCH_SKIP=build,apply,peers`
 //! skips the slow parts (edit-to-binary builds crates with cargo; apply needs root and
-//! creates network namespaces named `vpsfw-bench-*`, deleted afterwards).
+//! creates network namespaces named `vpsfw-bench-*`, deleted afterwards; peers compares
+//! the same policy written for ferm and Aerleon, needs root too, builds its own policy
+//! crates and installs Aerleon into `target/peers/venv` when it is missing).
 
 #[path = "../tests/roles/mod.rs"]
 mod roles;
@@ -39,10 +41,15 @@ fn main() {
     } else {
         let bins = edit_to_binary(&sizes);
         if skip.contains("apply") {
-            println!("apply: skipped (VPSFW_BENCH_SKIP)");
+            println!("apply: skipped (VPSFW_BENCH_SKIP)\n");
         } else {
             apply(&bins);
         }
+    }
+    if skip.contains("peers") {
+        println!("peers: skipped (VPSFW_BENCH_SKIP)");
+    } else {
+        peers(&sizes);
     }
 }
 
@@ -453,7 +460,12 @@ struct Netns(String);
 
 impl Netns {
     fn new(n: usize) -> Result<Netns, String> {
-        let name = format!("vpsfw-bench-{}-{n}", std::process::id());
+        Netns::tagged(&n.to_string())
+    }
+
+    /// `vpsfw-bench-PID-TAG`.
+    fn tagged(tag: &str) -> Result<Netns, String> {
+        let name = format!("vpsfw-bench-{}-{tag}", std::process::id());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -467,12 +479,27 @@ impl Netns {
 
     /// Runs a command in the namespace, stdin from `input`; the time it took.
     fn time(&self, args: &[&str], input: Option<&Path>) -> Result<Duration, String> {
+        self.run(args, input, false).map(|(d, _)| d)
+    }
+
+    /// Runs a command in the namespace, stdin from `input`; the time it took and, with
+    /// `capture`, its stdout.
+    fn run(
+        &self,
+        args: &[&str],
+        input: Option<&Path>,
+        capture: bool,
+    ) -> Result<(Duration, Vec<u8>), String> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.0])
             .args(args)
             .env_remove("SSH_CONNECTION")
             .env_remove("SSH_CLIENT")
-            .stdout(Stdio::null())
+            .stdout(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         if let Some(f) = input {
             cmd.stdin(std::fs::File::open(f).map_err(|e| e.to_string())?);
@@ -486,7 +513,7 @@ impl Netns {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Ok(d)
+        Ok((d, out.stdout))
     }
 
     /// Back to an empty firewall: accept-all filter tables, no vpsfw table or sets.
@@ -618,4 +645,601 @@ fn apply(bins: &[(usize, PathBuf)]) {
 fn unsafe_geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers: the same policy in ferm and Aerleon
+
+/// The sample policy's allow rules as (source address, port), read back from the vpsfw
+/// source every benchmark uses (with the same edit), so the three tools get one policy.
+fn sample_rules(n: usize, edit: Option<(usize, usize)>) -> Vec<(String, u16)> {
+    policy_body(n, edit)
+        .lines()
+        .filter_map(|l| {
+            // allow in from ADDR tcp to PORT state new;
+            let mut w = l.strip_prefix("allow in from ")?.split_whitespace();
+            let addr = w.next()?.to_owned();
+            let port = w.nth(2)?.parse().ok()?;
+            Some((addr, port))
+        })
+        .collect()
+}
+
+/// The ICMPv6 types vpsfw lets in by itself (IPv6 needs them); the peers' files carry
+/// them too, so the three admit the same packets.
+const ICMPV6: [(u8, &str); 8] = [
+    (1, "destination-unreachable"),
+    (2, "packet-too-big"),
+    (3, "time-exceeded"),
+    (4, "parameter-problem"),
+    (133, "router-solicit"),
+    (134, "router-advertisement"),
+    (135, "neighbor-solicit"),
+    (136, "neighbor-advertisement"),
+];
+
+/// The policy as a ferm user writes it: one file, both domains.
+fn ferm_conf(rules: &[(String, u16)]) -> String {
+    let types: Vec<String> = ICMPV6.iter().map(|(t, _)| t.to_string()).collect();
+    let mut s = format!(
+        "# the vpsfw benchmark's sample policy\n\
+         domain (ip ip6) table filter chain INPUT {{\n    policy DROP;\n    interface lo ACCEPT;\n    mod conntrack ctstate (RELATED ESTABLISHED) ACCEPT;\n}}\n\
+         domain ip6 table filter chain INPUT proto ipv6-icmp icmpv6-type ({}) ACCEPT;\n\
+         domain ip table filter chain INPUT {{\n",
+        types.join(" ")
+    );
+    for (addr, port) in rules {
+        let _ = writeln!(
+            s,
+            "    saddr {addr} proto tcp dport {port} mod conntrack ctstate NEW ACCEPT;"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// The policy as an Aerleon user writes it: `policies/pol/peers.yaml` (IPv4, a term per
+/// rule naming a network and a service), `policies/pol/peers6.yaml` (IPv6) and the
+/// definitions in `def/peers.yaml`, where an edit of a rule's port goes.
+fn aerleon_files(rules: &[(String, u16)]) -> [(&'static str, String); 3] {
+    let head = |af: &str| {
+        format!(
+            "filters:\n  - header:\n      targets:\n        speedway: INPUT DROP{af}\n    terms:\n      - name: allow-lo\n        source-interface: lo\n        action: accept\n      - name: allow-established\n        option: established\n        action: accept\n"
+        )
+    };
+    let mut v4 = head("");
+    let mut defs = String::from("networks:\n");
+    for (i, (addr, _)) in rules.iter().enumerate() {
+        let _ = writeln!(
+            v4,
+            "      - name: allow-{i}\n        source-address: SRC_{i}\n        protocol: tcp\n        destination-port: PORT_{i}\n        action: accept"
+        );
+        let _ = writeln!(defs, "  SRC_{i}:\n    values:\n      - address: {addr}/32");
+    }
+    defs.push_str("services:\n");
+    for (i, (_, port)) in rules.iter().enumerate() {
+        let _ = writeln!(defs, "  PORT_{i}:\n    - port: {port}\n      protocol: tcp");
+    }
+    let types: Vec<&str> = ICMPV6.iter().map(|(_, name)| *name).collect();
+    let v6 = format!(
+        "{}      - name: allow-icmpv6\n        protocol: icmpv6\n        icmp-type: {}\n        action: accept\n",
+        head(" inet6"),
+        types.join(" ")
+    );
+    [
+        ("policies/pol/peers.yaml", v4),
+        ("policies/pol/peers6.yaml", v6),
+        ("def/peers.yaml", defs),
+    ]
+}
+
+/// The IPv4 `-A` lines of restore-format text (ferm's output holds both families: its
+/// IPv6 part starts at a comment naming ip6tables) and the (source, port) pairs they
+/// accept, with `-s`/`--source` and `--dport`/`--dports`.
+fn ipv4_rules(text: &str) -> (usize, std::collections::BTreeSet<(String, u16)>) {
+    let (mut count, mut pairs, mut v6) = (0, std::collections::BTreeSet::new(), false);
+    for line in text.lines() {
+        if line.starts_with('#') {
+            if line.contains("ip6tables") {
+                v6 = true;
+            } else if line.contains("iptables") {
+                v6 = false;
+            }
+            continue;
+        }
+        if v6 || !line.starts_with("-A ") {
+            continue;
+        }
+        count += 1;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |keys: &[&str]| {
+            words
+                .windows(2)
+                .find(|w| keys.contains(&w[0]))
+                .map(|w| w[1])
+        };
+        let (Some(src), Some(ports)) = (
+            after(&["-s", "--source"]),
+            after(&["--dport", "--dports", "--destination-port"]),
+        ) else {
+            continue;
+        };
+        // iptables-restore makes a rule of each source of a list: so does this.
+        for src in src.split(',') {
+            let src = src.strip_suffix("/32").unwrap_or(src);
+            for port in ports.split(',').filter_map(|p| p.parse().ok()) {
+                pairs.insert((src.to_owned(), port));
+            }
+        }
+    }
+    (count, pairs)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs a command that prints nothing we need; its stderr's last line on failure.
+fn quietly(cmd: &mut Command) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(format!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            last.unwrap_or("")
+        ));
+    }
+    Ok(d)
+}
+
+/// Aerleon's `aclgen` from `root/venv`, installed there from PyPI when it is missing
+/// (`python3 -m venv`, `pip install aerleon`; never under CI); its version.
+fn aerleon(root: &Path) -> Result<(PathBuf, String), String> {
+    let venv = root.join("venv");
+    let aclgen = venv.join("bin").join("aclgen");
+    if !aclgen.is_file() {
+        if std::env::var_os("CI").is_some() {
+            return Err("not installed under CI".into());
+        }
+        println!(
+            "aerleon: installing it into {} (python3 -m venv; pip install aerleon)",
+            venv.display()
+        );
+        quietly(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        quietly(
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "aerleon"])
+                .env_remove("PIP_REQUIRE_VIRTUALENV"),
+        )?;
+        if !aclgen.is_file() {
+            return Err("pip installed no aclgen".into());
+        }
+    }
+    let version = Command::new(venv.join("bin").join("python"))
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('aerleon'))",
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "?".into(), |v| v.trim().to_owned());
+    Ok((aclgen, version))
+}
+
+/// The median of `runs` fallible measurements.
+fn median_try(
+    runs: usize,
+    mut f: impl FnMut(usize) -> Result<Duration, String>,
+) -> Result<Duration, String> {
+    let mut times = (0..runs).map(&mut f).collect::<Result<Vec<_>, _>>()?;
+    times.sort();
+    Ok(times[runs / 2])
+}
+
+/// One tool's figures at one size: compile time, its IPv4 output, edit-to-loaded time.
+struct Side {
+    compile: Duration,
+    output: String,
+    loaded: Duration,
+    /// What the live IPv4 ruleset held after the last edit was loaded.
+    live: String,
+}
+
+/// The edits every tool makes in turn: rule n/2 gets port 65100, 65101, 65102, ...
+fn peer_edit(n: usize, j: usize) -> (usize, usize) {
+    (n / 2, 100 + j)
+}
+
+const PEER_EDITS: usize = 3;
+
+fn ferm_side(ferm: &Path, dir: &Path, n: usize) -> Result<Side, String> {
+    let conf = dir.join(format!("ferm-{n}.conf"));
+    let write =
+        |edit| std::fs::write(&conf, ferm_conf(&sample_rules(n, edit))).map_err(|e| e.to_string());
+    write(None)?;
+    let (ferm, conf_s) = (ferm.to_str().ok_or("path")?, conf.to_str().ok_or("path")?);
+    // ferm reads the live ruleset even with --noexec: it runs in a namespace too.
+    let ns = Netns::tagged(&format!("ferm-{n}"))?;
+    let mut output = Vec::new();
+    let compile = median_try(peer_runs(n), |_| {
+        let (d, out) = ns.run(&[ferm, "--noexec", "--lines", conf_s], None, true)?;
+        output = out;
+        Ok(d)
+    })?;
+    ns.time(&[ferm, conf_s], None)?; // the unedited policy, loaded
+    let loaded = median_try(PEER_EDITS, |j| {
+        write(Some(peer_edit(n, j)))?;
+        ns.time(&[ferm, conf_s], None)
+    })?;
+    let live = ns.run(&["iptables-legacy-save"], None, true)?.1;
+    Ok(Side {
+        compile,
+        output: String::from_utf8_lossy(&output).into_owned(),
+        loaded,
+        live: String::from_utf8_lossy(&live).into_owned(),
+    })
+}
+
+fn aerleon_side(aclgen: &Path, dir: &Path, n: usize) -> Result<Side, String> {
+    let base = dir.join(format!("aerleon-{n}"));
+    for sub in ["policies/pol", "def", "out"] {
+        std::fs::create_dir_all(base.join(sub)).map_err(|e| e.to_string())?;
+    }
+    let write = |edit| -> Result<(), String> {
+        for (path, text) in aerleon_files(&sample_rules(n, edit)) {
+            std::fs::write(base.join(path), text).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    };
+    let (v4, v6) = (base.join("out/peers.ipt"), base.join("out/peers6.ipt"));
+    let generate = || {
+        quietly(
+            Command::new(aclgen)
+                .arg("--base_directory")
+                .arg(base.join("policies"))
+                .arg("--definitions_directory")
+                .arg(base.join("def"))
+                .arg("--output_directory")
+                .arg(base.join("out")),
+        )
+    };
+    write(None)?;
+    let compile = median_try(peer_runs(n), |_| {
+        // aclgen writes only the files that changed: start from none.
+        let _ = std::fs::remove_file(&v4);
+        let _ = std::fs::remove_file(&v6);
+        generate()
+    })?;
+    let output =
+        std::fs::read_to_string(&v4).map_err(|e| format!("aclgen wrote no {v4:?}: {e}"))?;
+    let ns = Netns::tagged(&format!("aerleon-{n}"))?;
+    let load = format!(
+        "iptables-restore < {} && ip6tables-restore < {}",
+        v4.display(),
+        v6.display()
+    );
+    ns.time(&["sh", "-c", &load], None)?; // the unedited policy, loaded
+    let loaded = median_try(PEER_EDITS, |j| {
+        write(Some(peer_edit(n, j)))?;
+        Ok(generate()? + ns.time(&["sh", "-c", &load], None)?)
+    })?;
+    let live = ns.run(&["iptables-save"], None, true)?.1;
+    Ok(Side {
+        compile,
+        output,
+        loaded,
+        live: String::from_utf8_lossy(&live).into_owned(),
+    })
+}
+
+/// Copies the vpsfw workspace's sources (not its targets or .git) to `to`, writing only
+/// the files whose bytes differ so cargo's fingerprints of the rest hold between runs.
+/// The policy crates of this part build against that copy: an edit made in the checkout
+/// while the part runs does not turn a one-rule rebuild into a rebuild of vpsfw.
+fn snapshot(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy();
+        if name_s.starts_with('.') || name_s.starts_with("target") {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        if entry.file_type()?.is_dir() {
+            snapshot(&src, &dst)?;
+        } else if entry.file_type()?.is_file() {
+            let bytes = std::fs::read(&src)?;
+            if std::fs::read(&dst).ok().as_deref() != Some(&bytes[..]) {
+                std::fs::write(&dst, bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// vpsfw's side: a policy crate like the edit-to-binary part's (its own, under
+/// `target/peers`, built against a snapshot of this checkout, so this part needs neither
+/// that part nor a quiet checkout), rebuilt after each edit, then `--apply --no-rollback`
+/// in a namespace. The compile figure is the rebuild; also returns the apply alone.
+fn vpsfw_side(vpsfw: &Path, dir: &Path, n: usize) -> Result<(Side, Duration), String> {
+    let root = Path::new(REPO).join("target").join("peers");
+    let target = root.join("target");
+    let krate = Crate::new(
+        &root.join("crates"),
+        &format!("policy{n}"),
+        &format!("vpsfw = {{ path = {:?} }}\n", vpsfw),
+    );
+    krate.write(&policy_main(n, None));
+    krate.build(&target)?;
+    let bin = target.join("debug").join(&krate.name);
+    let out = Command::new(&bin)
+        .args(["--format", "restore"])
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let output = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ns = Netns::tagged(&format!("vpsfw-{n}"))?;
+    let state = dir.join(format!("state-{n}"));
+    let apply = [
+        bin.to_str().ok_or("path")?,
+        "--apply",
+        "--no-rollback",
+        "--state-dir",
+        state.to_str().ok_or("path")?,
+    ];
+    ns.time(&apply, None)?; // the unedited policy, loaded
+    let (mut builds, mut applies) = (Vec::new(), Vec::new());
+    let loaded = median_try(PEER_EDITS, |j| {
+        krate.write(&policy_main(n, Some(peer_edit(n, j))));
+        let b = krate.build(&target)?;
+        let a = ns.time(&apply, None)?;
+        builds.push(b);
+        applies.push(a);
+        Ok(b + a)
+    })?;
+    builds.sort();
+    applies.sort();
+    let live = ns.run(&["iptables-save"], None, true)?.1;
+    Ok((
+        Side {
+            compile: builds[PEER_EDITS / 2],
+            output,
+            loaded,
+            live: String::from_utf8_lossy(&live).into_owned(),
+        },
+        applies[PEER_EDITS / 2],
+    ))
+}
+
+/// vpsfw's IPv4 file loaded into an empty namespace by iptables-restore and by
+/// iptables-legacy-restore (medians of 3): how much of a load the backend is.
+fn backends(dir: &Path, n: usize, v4: &str) -> Result<String, String> {
+    let file = dir.join(format!("backends-{n}.v4"));
+    std::fs::write(&file, v4).map_err(|e| e.to_string())?;
+    let mut times = Vec::new();
+    for tool in ["iptables-restore", "iptables-legacy-restore"] {
+        times.push(median_try(3, |_| {
+            let ns = Netns::tagged(&format!("backend-{n}"))?;
+            ns.time(&[tool], Some(&file))
+        })?);
+    }
+    Ok(format!(
+        "{n} rules: vpsfw's IPv4 file loads in {} with iptables-restore (nf_tables), {} with iptables-legacy-restore (x_tables, what ferm uses here)",
+        ms(times[0]),
+        ms(times[1])
+    ))
+}
+
+fn peer_runs(n: usize) -> usize {
+    if n >= 5_000 {
+        3
+    } else {
+        5
+    }
+}
+
+/// Whether one tool's output admits the policy's pairs, and its live ruleset the edited
+/// rule; `None` when all is well.
+fn peer_mismatch(
+    name: &str,
+    side: &Side,
+    want: &std::collections::BTreeSet<(String, u16)>,
+    edited: &(String, u16),
+) -> Option<String> {
+    let (_, pairs) = ipv4_rules(&side.output);
+    if &pairs != want {
+        let missing = want.difference(&pairs).count();
+        let extra = pairs.difference(want).count();
+        return Some(format!(
+            "{name}: output has {} (source, port) pairs, {missing} missing, {extra} extra",
+            pairs.len()
+        ));
+    }
+    let (_, live) = ipv4_rules(&side.live);
+    if !live.contains(edited) {
+        return Some(format!(
+            "{name}: the live ruleset lacks the edited rule {}:{}",
+            edited.0, edited.1
+        ));
+    }
+    None
+}
+
+fn peers(sizes: &[usize]) {
+    println!("peers: the same generated policy in ferm, Aerleon and vpsfw (noisy when the machine is busy)");
+    if unsafe_geteuid() != 0 {
+        println!("peers: skipped: needs root (network namespaces)\n");
+        return;
+    }
+    let root = Path::new(REPO).join("target").join("peers");
+    let dir = root.join(format!("run-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        println!("peers: skipped: cannot create {}: {e}\n", dir.display());
+        return;
+    }
+    let snap = root.join("vpsfw");
+    if let Err(e) = snapshot(Path::new(REPO), &snap) {
+        println!(
+            "peers: skipped: cannot copy the checkout to {}: {e}\n",
+            snap.display()
+        );
+        return;
+    }
+    let ferm = which("ferm");
+    let ferm_version = ferm.as_ref().map_or_else(String::new, |f| {
+        first_line(f.to_str().unwrap_or("ferm"), &["--version"])
+    });
+    match &ferm {
+        Some(_) => {}
+        None => println!("ferm: not found (its columns are skipped)"),
+    }
+    let aerleon = match aerleon(&root) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            println!("aerleon: not installed ({e}); its columns are skipped");
+            None
+        }
+    };
+    // What `ip netns exec` alone costs: it is part of every ferm figure.
+    let netns_exec = Netns::tagged("exec")
+        .and_then(|ns| median_try(5, |_| ns.time(&["true"], None)))
+        .map_or_else(|e| e, ms);
+    println!(
+        "{}; aerleon {}",
+        if ferm_version.is_empty() {
+            "ferm: -".to_owned()
+        } else {
+            ferm_version.clone()
+        },
+        aerleon.as_ref().map_or("-", |(_, v)| v.as_str())
+    );
+    println!(
+        "{:>7} | {:>9} {:>9} {:>9} | {:>6} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} | same policy",
+        "rules",
+        "ferm",
+        "aerleon",
+        "vpsfw",
+        "ferm",
+        "aerleon",
+        "vpsfw",
+        "ferm",
+        "aerleon",
+        "vpsfw",
+        "(apply)",
+        "vs ferm",
+        "vs aerl."
+    );
+    println!(
+        "{:>7} | {:^29} | {:^22} | {:^39} | {:^17} |",
+        "", "compile", "IPv4 rules (-A lines)", "edit-to-loaded", "vpsfw edit-to-loaded"
+    );
+    let mut notes = Vec::new();
+    for &n in sizes {
+        let fail = |tool: &str, e: String| {
+            let first = e.lines().next().unwrap_or("").to_owned();
+            format!("{n} rules, {tool}: failed: {first}")
+        };
+        let ferm_side = ferm.as_ref().and_then(|f| {
+            ferm_side(f, &dir, n)
+                .map_err(|e| notes.push(fail("ferm", e)))
+                .ok()
+        });
+        let aerleon_side = aerleon.as_ref().and_then(|(a, _)| {
+            aerleon_side(a, &dir, n)
+                .map_err(|e| notes.push(fail("aerleon", e)))
+                .ok()
+        });
+        let vpsfw = vpsfw_side(&snap, &dir, n)
+            .map_err(|e| notes.push(fail("vpsfw", e)))
+            .ok();
+        let sides = [
+            ("ferm", ferm_side.as_ref()),
+            ("aerleon", aerleon_side.as_ref()),
+            ("vpsfw", vpsfw.as_ref().map(|(s, _)| s)),
+        ];
+        let cell = |f: &dyn Fn(&Side) -> String, i: usize| sides[i].1.map_or("-".into(), f);
+        let compile = |i| cell(&|s| ms(s.compile), i);
+        // The file's -A lines, and the kernel's rules after the last load when they differ.
+        let count = |i| {
+            cell(
+                &|s| {
+                    let (file, live) = (ipv4_rules(&s.output).0, ipv4_rules(&s.live).0);
+                    if file == live {
+                        file.to_string()
+                    } else {
+                        format!("{file} ({live})")
+                    }
+                },
+                i,
+            )
+        };
+        let loaded = |i| cell(&|s| ms(s.loaded), i);
+        let vs = |i: usize| match (vpsfw.as_ref(), sides[i].1) {
+            (Some((v, _)), Some(p)) => ratio(v.loaded, p.loaded),
+            _ => "-".into(),
+        };
+        // Equivalence: every output accepts exactly the policy's (source, port) pairs,
+        // and each live ruleset holds the last edit.
+        let want: std::collections::BTreeSet<_> = sample_rules(n, None).into_iter().collect();
+        let edited = sample_rules(n, Some(peer_edit(n, PEER_EDITS - 1))).swap_remove(n / 2);
+        let mut same = Vec::new();
+        for (name, side) in sides {
+            if let Some(side) = side {
+                match peer_mismatch(name, side, &want, &edited) {
+                    None => same.push(name),
+                    Some(m) => notes.push(format!("{n} rules, {m}")),
+                }
+            }
+        }
+        // ferm loads through iptables-legacy-restore (x_tables), vpsfw and Aerleon's files
+        // through iptables-restore (nf_tables here): the same file under both, for scale.
+        if let (Some((v, _)), Some(_)) = (vpsfw.as_ref(), which("iptables-legacy-restore")) {
+            match backends(&dir, n, &v.output) {
+                Ok(line) => notes.push(line),
+                Err(e) => notes.push(fail("backends", e)),
+            }
+        }
+        let sample = sample_rules(n, None).swap_remove(n / 3);
+        println!(
+            "{n:>7} | {:>9} {:>9} {:>9} | {:>6} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} | {} ({} pairs, e.g. {}:{})",
+            compile(0),
+            compile(1),
+            compile(2),
+            count(0),
+            count(1),
+            count(2),
+            loaded(0),
+            loaded(1),
+            loaded(2),
+            vpsfw.as_ref().map_or("-".into(), |(_, a)| ms(*a)),
+            vs(0),
+            vs(1),
+            same.join(", "),
+            want.len(),
+            sample.0,
+            sample.1
+        );
+    }
+    for note in &notes {
+        println!("  {note}");
+    }
+    println!("(compile: `ferm --noexec --lines FILE`; Aerleon's `aclgen` with its speedway generator (iptables-restore files, default options: a chain per term, so two -A lines per rule), IPv4 and IPv6 policies in one run; vpsfw: `cargo build` (debug, the profile of *Use it*) of a policy crate after a one-rule edit, against a copy of this checkout taken when the part starts (target/peers/).");
+    println!(" edit-to-loaded: one rule's port changed, then ferm: `ferm FILE` (it loads through iptables-legacy-restore when installed, as here); Aerleon: aclgen, then iptables-restore + ip6tables-restore of its two files; vpsfw: the cargo build, then `--apply --no-rollback`, whose time alone is (apply); each into a namespace holding the unedited policy, median of {PEER_EDITS} edits; vs = vpsfw's time / the peer's.");
+    println!(" Every ferm and iptables command runs under `ip netns exec` (alone: {netns_exec}); IPv4 rules: -A lines of the output, (the kernel's) after loading when they differ; `same policy` lists the tools whose output accepts exactly the policy's (source, port) pairs and whose live ruleset holds the edited rule.)\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
