@@ -86,3 +86,27 @@ fn every_role_drops_by_default_in_both_families() {
         }
     }
 }
+
+/// The benchmarks' generated policy of `n` rules (`vpsfw_codegen::phases::sample_source`).
+fn generated(n: usize) -> vpsfw::Policy {
+    use std::str::FromStr;
+    use vpsfw_codegen::phases;
+    let tokens = proc_macro2::TokenStream::from_str(&phases::sample_source(n)).expect("tokens");
+    let (_, body) = phases::split_input(tokens);
+    phases::check(&phases::parse(body)).unwrap_or_else(|_| panic!("the sample policy checks"))
+}
+
+fn count_a(text: &str) -> usize {
+    text.lines().filter(|l| l.starts_with("-A ")).count()
+}
+
+#[test]
+fn generated_policies_rule_counts() {
+    for n in [1_000, 5_000] {
+        let p = generated(n);
+        let v4 = count_a(&render(&p, Format::Restore));
+        let v6 = count_a(&render(&p, Format::Restore6));
+        let nft = vpsfw::nft::rule_count(&p);
+        eprintln!("{n} rules: {v4} IPv4 -A lines, {v6} IPv6 -A lines, {nft} nft rules");
+    }
+}

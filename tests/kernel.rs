@@ -197,6 +197,12 @@ mod linux {
                     crate::support::sets_kernel::set_reload(nft).map_err(Failed::from)
                 }),
             ));
+            all.push((
+                format!("merge::{backend}::ports_merged"),
+                Box::new(move || {
+                    crate::support::merge_kernel::ports_merged(nft).map_err(Failed::from)
+                }),
+            ));
             for &(preset, trial) in crate::support::harden_kernel::TRIALS {
                 all.push((
                     format!("harden::{backend}::{preset}"),

@@ -150,7 +150,9 @@ fn gen_ports(rng: &mut Rng) -> Vec<&'static str> {
     list
 }
 
-fn gen_rule(rng: &mut Rng) -> RuleBuilder {
+/// A random rule, and whether it has destination ports (so a sibling that differs only
+/// in them can follow it: the renderers merge such neighbours).
+fn gen_rule(rng: &mut Rng) -> (RuleBuilder, bool) {
     let action = match rng.below(100) {
         0..=34 => Action::Allow,
         35..=64 => Action::Drop,
@@ -201,9 +203,11 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
             };
         }
     }
+    let mut dports = false;
     if proto.is_some_and(|p| p.has_ports()) {
         if rng.chance(80) {
             r = r.to_ports(&gen_ports(rng));
+            dports = true;
         }
         if rng.chance(30) {
             r = r.from_ports(&gen_ports(rng));
@@ -222,7 +226,7 @@ fn gen_rule(rng: &mut Rng) -> RuleBuilder {
         const IFACES: &[&str] = &["eth0", "lo", "eth+", "veth+", "+"];
         r = r.on(IFACES[rng.below(IFACES.len())]);
     }
-    r
+    (r, dports)
 }
 
 fn gen_case(rng: &mut Rng, rules: usize) -> Case {
@@ -236,7 +240,19 @@ fn gen_case(rng: &mut Rng, rules: usize) -> Case {
     Case {
         input: verdict(rng),
         output: verdict(rng),
-        rules: (0..rules).map(|_| gen_rule(rng)).collect(),
+        rules: {
+            // A quarter of the rules with ports get a neighbour that differs only in its
+            // ports: rendered as one line (or nft rule) with both rules as origins.
+            let mut out = Vec::with_capacity(rules);
+            while out.len() < rules {
+                let (r, dports) = gen_rule(rng);
+                out.push(r.clone());
+                if dports && out.len() < rules && rng.chance(25) {
+                    out.push(r.to_ports(&gen_ports(rng)));
+                }
+            }
+            out
+        },
     }
 }
 
@@ -388,14 +404,17 @@ fn counters(lab: &Lab, family: Family) -> Result<Counters, String> {
     Ok(c)
 }
 
-/// What decided a packet: `Some(position)` of a terminal rule, `None` for the policy.
-type Decider = Option<usize>;
+/// What decided a packet: the origins (policy rule indexes) of the rendered line whose
+/// counter grew, `None` for the policy.
+type Decider = Option<Vec<usize>>;
 
 /// The kernel's counters for one packet: every terminal rule (or the policy) whose
-/// counter grew, with how much, and the positions of the `log` rules that counted.
+/// counter grew, with how much, and the origins of the `log` rules that counted. The
+/// kernel holds [`vpsfw::ruleset::rendered_lines`]: a line may stand for several policy
+/// rules (merged neighbours), so lines are named by their origins, not by position.
 struct KernelCount {
     decided: Vec<(Decider, u64)>,
-    logged: Vec<usize>,
+    logged: Vec<Vec<usize>>,
 }
 
 fn kernel_count(
@@ -405,7 +424,7 @@ fn kernel_count(
     before: &(u64, Vec<u64>),
     after: &(u64, Vec<u64>),
 ) -> Result<KernelCount, String> {
-    let lines = vpsfw::ruleset::chain_lines(policy, family, chain);
+    let lines = vpsfw::ruleset::rendered_lines(policy, family, chain);
     if lines.len() != after.1.len() || before.1.len() != after.1.len() {
         return Err(format!(
             "the kernel has {} rules in {chain:?}, the policy {}",
@@ -417,15 +436,18 @@ fn kernel_count(
     let mut logged = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         // Probes are tcp/udp: ICMP(v6) rules count only neighbour discovery noise.
-        if matches!(line.rule.proto(), Some(Protocol::Icmp | Protocol::Icmpv6)) {
+        if matches!(
+            line.line.rule.proto(),
+            Some(Protocol::Icmp | Protocol::Icmpv6)
+        ) {
             continue;
         }
         let grew = after.1[i] - before.1[i].min(after.1[i]);
         if grew > 0 {
-            if line.rule.action() == Action::Log {
-                logged.push(i + 1);
+            if line.line.rule.action() == Action::Log {
+                logged.push(line.origins.clone());
             } else {
-                decided.push((Some(i + 1), grew));
+                decided.push((Some(line.origins.clone()), grew));
             }
         }
     }
@@ -436,15 +458,31 @@ fn kernel_count(
 }
 
 /// Whether the kernel's counters show the evaluator's decision: one packet was sent, so
-/// exactly one counter (a rule's or the policy's) grows, by one.
+/// exactly one counter (a rule's or the policy's) grows, by one; the line that counted
+/// stands for the rule the evaluator names (a merged line for any of its origins: the one
+/// the evaluator says decided), and the `log` lines that counted are the evaluator's.
 fn agrees(policy: &Policy, p: &Probe, k: &KernelCount) -> bool {
     let d = policy.evaluate(&p.packet());
     let by = match d.by {
-        DecidedBy::Rule { position, .. } => Some(position),
+        DecidedBy::Rule { line, .. } => Some(line.index),
         DecidedBy::Policy { .. } => None,
     };
-    let eval_logged: Vec<usize> = d.logged.iter().map(|(_, pos)| *pos).collect();
-    k.decided == [(by, 1)] && k.logged == eval_logged
+    let eval_logged: Vec<usize> = d.logged.iter().map(|(line, _)| line.index).collect();
+    let kernel_logged: Vec<usize> = k
+        .logged
+        .iter()
+        .map(|o| match o.as_slice() {
+            [one] => *one,
+            // Log rules never merge: a log line with several origins is a mismatch.
+            _ => usize::MAX,
+        })
+        .collect();
+    let decided_ok = match k.decided.as_slice() {
+        [(None, 1)] => by.is_none(),
+        [(Some(origins), 1)] => by.is_some_and(|r| origins.contains(&r)),
+        _ => false,
+    };
+    decided_ok && kernel_logged == eval_logged
 }
 
 /// The test table in the vps for the nft backend: drops what a `reject` sends to the host
@@ -599,11 +637,11 @@ fn compare_iptables(lab: &Lab, policy: &Policy, probes: &[Probe]) -> Result<Mism
         let kernel = kernel_count(policy, family, chain, b, a)?;
         if !agrees(policy, p, &kernel) {
             let d = policy.evaluate(&p.packet());
-            let logged: Vec<usize> = d.logged.iter().map(|(_, pos)| *pos).collect();
+            let logged: Vec<usize> = d.logged.iter().map(|(line, _)| line.index).collect();
             return Ok(Some((
                 *p,
                 format!(
-                    "kernel counted (rule position or None for the policy, packets) {:?}, logged {:?}; evaluator: {d} (logged {logged:?})",
+                    "kernel counted (origins of the line, as policy rule indexes, or None for the policy; packets) {:?}, logged {:?}; evaluator: {d} (logged rules {logged:?})",
                     kernel.decided, kernel.logged
                 ),
             )));
@@ -614,9 +652,10 @@ fn compare_iptables(lab: &Lab, policy: &Policy, probes: &[Probe]) -> Result<Mism
 
 // --- nft ----------------------------------------------------------------------------
 
-/// An nft rule of a chain: its policy rule's index in [`Policy::rules`] and the family
-/// it is written for (`None`: both), as [`vpsfw::nft::chain_rules`] lists them.
-type NftRule = (usize, Option<Family>);
+/// An nft rule of a chain: its position (1-based) in [`vpsfw::nft::chain_rules`]. A
+/// merged nft rule stands for several policy rules (its origins): the evaluator's rule
+/// is found among them, for the family of its line.
+type NftRule = usize;
 
 /// The kernel's nft counters for one packet, like [`KernelCount`]: the terminal rules
 /// (or `None`, the chain policy) that counted it, the `log` rules that counted it, and
@@ -658,8 +697,8 @@ fn nft_count(
     let mut decided = Vec::new();
     let mut logged = Vec::new();
     let mut by_rules = 0;
-    for (i, &(index, family)) in rules.iter().enumerate() {
-        let rule = &policy.rules()[index];
+    for (i, nr) in rules.iter().enumerate() {
+        let rule = nr.rule;
         let (Some(then), Some(now)) = (b[i], a[i]) else {
             return Err(format!(
                 "nft rule {} of chain {name} has no counter: {rule}",
@@ -673,9 +712,9 @@ fn nft_count(
         let grew = now.saturating_sub(then);
         if grew > 0 {
             if rule.action() == Action::Log {
-                logged.push((index, family));
+                logged.push(i + 1);
             } else {
-                decided.push((Some((index, family)), grew));
+                decided.push((Some(i + 1), grew));
                 by_rules += grew;
             }
         }
@@ -701,13 +740,14 @@ fn nft_count(
 
 const TEST_TABLE: &str = "vpsfwtest";
 
-/// The nft rule the evaluator's line is rendered as: same policy rule, written for the
-/// line's family or for both.
-fn nft_rule_of(rules: &[NftRule], index: usize, family: Family) -> Option<NftRule> {
+/// The nft rule the evaluator's line is rendered as: the one standing for the same
+/// policy rule (among its origins), written for the line's family or for both.
+/// `usize::MAX` when there is none (a mismatch).
+fn nft_rule_of(rules: &[vpsfw::nft::NftRule<'_>], index: usize, family: Family) -> NftRule {
     rules
         .iter()
-        .copied()
-        .find(|&(i, f)| i == index && f.is_none_or(|f| f == family))
+        .position(|r| r.origins.contains(&index) && r.family.is_none_or(|f| f == family))
+        .map_or(usize::MAX, |i| i + 1)
 }
 
 /// `None` when the nft counters show the evaluator's decision: exactly one probe packet
@@ -719,15 +759,12 @@ fn nft_disagreement(policy: &Policy, p: &Probe, k: &NftCount) -> Option<String> 
     let d = policy.evaluate(&packet);
     let rules = vpsfw::nft::chain_rules(policy, packet.direction.chain());
     let by = match d.by {
-        DecidedBy::Rule { line, .. } => Some(
-            nft_rule_of(&rules, line.index, line.family).unwrap_or((line.index, Some(line.family))),
-        ),
+        DecidedBy::Rule { line, .. } => Some(nft_rule_of(&rules, line.index, line.family)),
         DecidedBy::Policy { .. } => None,
     };
     let mut eval_logged: Vec<NftRule> = Vec::new();
     for (line, _) in &d.logged {
-        let r =
-            nft_rule_of(&rules, line.index, line.family).unwrap_or((line.index, Some(line.family)));
+        let r = nft_rule_of(&rules, line.index, line.family);
         if !eval_logged.contains(&r) {
             eval_logged.push(r);
         }
@@ -738,7 +775,7 @@ fn nft_disagreement(policy: &Policy, p: &Probe, k: &NftCount) -> Option<String> 
         return None;
     }
     Some(format!(
-        "kernel (nft) counted (policy rule index and nft rule family, or None for the chain \
+        "kernel (nft) counted (nft rule position in chain_rules, or None for the chain \
          policy; packets) {:?}, logged {:?}, {} packet(s) entered the hook, {} left vpsfw's \
          chain accepted; evaluator: {d} (rule {by:?}, logged {eval_logged:?})",
         k.decided, k.logged, k.entered, k.accepted

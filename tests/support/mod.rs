@@ -35,3 +35,7 @@ pub mod harden_kernel;
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 pub mod apply_kernel;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
+pub mod merge_kernel;

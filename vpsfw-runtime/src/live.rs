@@ -251,6 +251,57 @@ impl Table {
     }
 }
 
+/// What a rendered line stands for, for people: the rule it comes from, or for merged
+/// lines the first rule, how many more, and where they are (policy lines and groups).
+pub(crate) fn describe_all(policy: &Policy, origins: &[usize]) -> String {
+    let rules: Vec<&crate::model::Rule> = origins
+        .iter()
+        .filter_map(|i| policy.rules().get(*i))
+        .collect();
+    let [first, rest @ ..] = rules.as_slice() else {
+        return String::new();
+    };
+    if rest.is_empty() {
+        return describe(first);
+    }
+    let mut s = first.text();
+    let _ = write!(s, "  (and {} more rules", rest.len());
+    let lines: Vec<u32> = rules.iter().filter_map(|r| r.line()).collect();
+    if !lines.is_empty() {
+        let shown: Vec<String> = if lines.len() <= 6 {
+            lines.iter().map(u32::to_string).collect()
+        } else {
+            let mut v: Vec<String> = lines[..3].iter().map(u32::to_string).collect();
+            v.push(format!("... {}", lines[lines.len() - 1]));
+            v
+        };
+        let _ = write!(s, ": lines {}", shown.join(", "));
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for g in rules.iter().filter_map(|r| r.group()) {
+        let g = g.to_string();
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    match groups.as_slice() {
+        [] => {}
+        [g] => {
+            let _ = write!(s, ", group {g}");
+        }
+        many => {
+            let _ = write!(s, ", groups {}", many.join(", "));
+        }
+    }
+    if lines.is_empty() {
+        if let crate::model::Origin::Implicit { why } = first.origin() {
+            let _ = write!(s, "; vpsfw: {why}");
+        }
+    }
+    s.push(')');
+    s
+}
+
 /// What a line of a policy's ruleset stands for, for people.
 fn describe(rule: &crate::model::Rule) -> String {
     let mut s = rule.text();
@@ -416,7 +467,7 @@ impl<'p> Wanted<'p> {
                 for line in render::family_lines(self.policy, f) {
                     rules
                         .entry(render::rule_line(&line, self.layout))
-                        .or_insert_with(|| describe(line.rule));
+                        .or_insert_with(|| describe_all(self.policy, &line.origins));
                 }
             }
             rules
@@ -743,6 +794,7 @@ pub(crate) fn diff_nft(live: Option<&str>, policy: &Policy) -> Result<Diff, Erro
     // Name each wanted rule line by its chain and position.
     let mut rules = BTreeMap::new();
     let mut chain: Option<Chain> = None;
+    let mut chain_rules = Vec::new();
     let mut pos = 0;
     let mut in_rules = false;
     for l in &want_lines {
@@ -750,17 +802,18 @@ pub(crate) fn diff_nft(live: Option<&str>, policy: &Policy) -> Result<Diff, Erro
             chain = Chain::ALL
                 .into_iter()
                 .find(|c| c.iptables_name().eq_ignore_ascii_case(name));
+            chain_rules = chain.map_or_else(Vec::new, |c| crate::nft::chain_rules(policy, c));
             pos = 0;
             in_rules = false;
         } else if l.starts_with("type filter hook") {
             in_rules = true;
         } else if l == "}" {
             in_rules = false;
-        } else if let (true, Some(c)) = (in_rules, chain) {
-            if let Some((index, _)) = crate::nft::chain_rules(policy, c).get(pos) {
+        } else if in_rules && chain.is_some() {
+            if let Some(r) = chain_rules.get(pos) {
                 rules
                     .entry(l.clone())
-                    .or_insert_with(|| describe(&policy.rules()[*index]));
+                    .or_insert_with(|| describe_all(policy, &r.origins));
             }
             pos += 1;
         }

@@ -6,14 +6,21 @@
 //! exists in (`ip saddr` / `ip6 saddr`), in policy order, so each family sees its rules
 //! in the same order as its iptables chain. Port lists need no multiport splitting:
 //! nft takes anonymous sets of any size.
+//!
+//! Adjacent rules that differ only in destination ports, or only in ICMP type, are
+//! written as one rule with an anonymous set (`tcp dport { 80, 443 }`, `icmpv6 type {
+//! 1, 2, 3 }`). Same conditions as the iptables merge (see
+//! [`crate::ruleset::rendered_lines`]).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
 use crate::model::{Policy, Rule, Target};
 use crate::render::{comment_text, header, EOF_MARK};
-use crate::value::{Action, Chain, Family, PortRange, Protocol, Verdict};
+use crate::ruleset::{mergeable, port_union, same_rest};
+use crate::value::{Action, Chain, Family, IcmpType, PortRange, Protocol, Verdict};
 
 /// The table vpsfw owns; nothing outside it is touched.
 pub const TABLE: &str = "vpsfw";
@@ -74,8 +81,54 @@ fn elem(net: IpNet) -> String {
     }
 }
 
+/// One nft rule: a policy rule, or adjacent ones merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftRule<'p> {
+    /// The first rule merged: every match but the merged ones is this rule's (and the
+    /// others').
+    pub rule: &'p Rule,
+    /// The family it is written for; `None`: both.
+    pub family: Option<Family>,
+    /// The policy rules it stands for: indexes in [`Policy::rules`], in order, each once.
+    pub origins: Vec<usize>,
+    /// The destination ports: the rule's own, or the union of the merged rules'.
+    pub dport: Option<Cow<'p, [PortRange]>>,
+    /// The ICMP types: the rule's own, or those of the merged rules.
+    pub icmp_types: Vec<IcmpType>,
+}
+
+impl<'p> NftRule<'p> {
+    /// The index in [`Policy::rules`] of the first rule it stands for.
+    pub fn index(&self) -> usize {
+        self.origins[0]
+    }
+}
+
+/// Whether `b` can join a merge `a` heads: same family, same everything but the
+/// destination ports (both with ports) or but the ICMP type (both with one).
+fn nft_merge(a: &NftRule<'_>, b: &NftRule<'_>) -> bool {
+    let (x, y) = (a.rule, b.rule);
+    let base = a.family == b.family
+        && mergeable(x)
+        && mergeable(y)
+        && same_rest(x, y)
+        && x.src() == y.src()
+        && x.dst() == y.dst()
+        && x.sport() == y.sport();
+    base && ((x.dport().is_some()
+        && y.dport().is_some()
+        && x.icmp_type().is_none()
+        && y.icmp_type().is_none())
+        || (x.icmp_type().is_some()
+            && y.icmp_type().is_some()
+            && x.dport().is_none()
+            && y.dport().is_none()
+            && x.sport().is_none()))
+}
+
 /// One nft rule; `family` is `None` for a rule written once for both families.
-fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Family>) {
+fn write_rule(out: &mut String, policy: &Policy, nr: &NftRule<'_>) {
+    let (rule, family) = (nr.rule, nr.family);
     out.push_str("\t\t");
     let mut parts = String::new();
     // `+` (any interface) has no nft spelling: nft refuses the all-wildcard "*". Every
@@ -112,13 +165,21 @@ fn write_rule(out: &mut String, policy: &Policy, rule: &Rule, family: Option<Fam
             let _ = write!(parts, " {name} sport {}", ports(sp.ranges()));
             matched = true;
         }
-        if let Some(dp) = rule.dport() {
-            let _ = write!(parts, " {name} dport {}", ports(dp.ranges()));
+        if let Some(dp) = &nr.dport {
+            let _ = write!(parts, " {name} dport {}", ports(dp));
             matched = true;
         }
-        if let Some(t) = rule.icmp_type() {
-            let _ = write!(parts, " {name} type {}", t.code());
-            matched = true;
+        match nr.icmp_types.as_slice() {
+            [] => {}
+            [t] => {
+                let _ = write!(parts, " {name} type {}", t.code());
+                matched = true;
+            }
+            many => {
+                let codes: Vec<String> = many.iter().map(|t| t.code().to_string()).collect();
+                let _ = write!(parts, " {name} type {{ {} }}", codes.join(", "));
+                matched = true;
+            }
         }
         if !matched {
             let l4 = if p == Protocol::Icmpv6 {
@@ -239,22 +300,56 @@ pub fn file(policy: &Policy) -> String {
     out
 }
 
-/// The nft rules of one chain, in order: each the index of its policy rule in
-/// [`Policy::rules`] and the family it is written for (`None`: both).
-pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<(usize, Option<Family>)> {
-    let mut out = Vec::new();
+/// The nft rules of one chain, in order, as written: each with the policy rules it
+/// stands for and the family it is written for (`None`: both). Adjacent rules that
+/// differ only in destination ports or only in ICMP type are merged.
+pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<NftRule<'_>> {
+    let mut raw = Vec::new();
     for (index, rule) in policy.rules().iter().enumerate() {
         if rule.chain() != chain {
             continue;
         }
+        let one = |family| NftRule {
+            rule,
+            family,
+            origins: vec![index],
+            dport: rule.dport().map(|d| Cow::Borrowed(d.ranges())),
+            icmp_types: rule.icmp_type().into_iter().collect(),
+        };
         if per_family(rule) {
             let families = Family::ALL.into_iter().filter(|f| rule.in_family(*f));
-            out.extend(families.map(|f| (index, Some(f))));
+            raw.extend(families.map(|f| one(Some(f))));
         } else {
-            out.push((index, None));
+            raw.push(one(None));
         }
     }
-    out
+    let mut merged: Vec<NftRule<'_>> = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let mut j = i + 1;
+        while j < raw.len() && nft_merge(&raw[i], &raw[j]) {
+            j += 1;
+        }
+        let mut head = raw[i].clone();
+        if j > i + 1 {
+            let run = &raw[i..j];
+            head.origins = run.iter().map(|r| r.origins[0]).collect();
+            if head.dport.is_some() {
+                let union = port_union(run.iter().filter_map(|r| r.dport.as_deref()));
+                head.dport = Some(Cow::Owned(union));
+            } else {
+                head.icmp_types = Vec::new();
+                for t in run.iter().flat_map(|r| r.icmp_types.iter()) {
+                    if !head.icmp_types.contains(t) {
+                        head.icmp_types.push(*t);
+                    }
+                }
+            }
+        }
+        merged.push(head);
+        i = j;
+    }
+    merged
 }
 
 /// The rules count, as `nft list` will show them.
@@ -335,8 +430,8 @@ fn body(out: &mut String, policy: &Policy) {
             out,
             "\tchain {name} {{\n\t\ttype filter hook {name} priority filter; policy {policy_word};"
         );
-        for (index, family) in chain_rules(policy, chain) {
-            write_rule(out, policy, &policy.rules()[index], family);
+        for r in chain_rules(policy, chain) {
+            write_rule(out, policy, &r);
         }
         out.push_str("\t}\n");
     }

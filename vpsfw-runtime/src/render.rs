@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::model::Policy;
-use crate::ruleset::{chain_lines, Line, LineTarget};
+use crate::ruleset::{rendered_lines, LineTarget, Rendered};
 use crate::value::{Action, Chain, Family, PortRange, Protocol, Verdict};
 
 /// The output formats.
@@ -169,14 +169,16 @@ pub(crate) fn comment_text(rule: &crate::model::Rule) -> Option<String> {
 
 /// One line as a restore file (and `iptables-save`) writes it.
 #[cfg(feature = "cli")]
-pub(crate) fn rule_line(line: &Line<'_>, layout: Layout) -> String {
+pub(crate) fn rule_line(line: &Rendered<'_>, layout: Layout) -> String {
     let mut out = String::new();
     write_rule(&mut out, line, Quote::Double, layout);
     out
 }
 
 /// Writes one rule's arguments, from `-A CHAIN` to the target, in iptables-save order.
-fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
+fn write_rule(out: &mut String, rendered: &Rendered<'_>, quote: Quote, layout: Layout) {
+    let line = &rendered.line;
+    let dport = rendered.dport.as_deref();
     let rule = line.rule;
     let _ = write!(out, "-A {}", layout.chain_name(rule.chain()));
     let mut sets = Vec::new();
@@ -207,18 +209,17 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     }
     if let Some(p) = rule.proto() {
         if p.has_ports()
-            && (line.sport.is_some_and(|s| s.len() == 1)
-                || line.dport.is_some_and(|d| d.len() == 1))
+            && (line.sport.is_some_and(|s| s.len() == 1) || dport.is_some_and(|d| d.len() == 1))
         {
             let _ = write!(out, " -m {}", proto_name(p));
             if let Some([one]) = line.sport {
                 let _ = write!(out, " --sport {one}");
             }
-            if let Some([one]) = line.dport {
+            if let Some([one]) = dport {
                 let _ = write!(out, " --dport {one}");
             }
         }
-        for (ports, flag) in [(line.sport, "--sports"), (line.dport, "--dports")] {
+        for (ports, flag) in [(line.sport, "--sports"), (dport, "--dports")] {
             if let Some(list) = ports.filter(|l| l.len() > 1) {
                 let _ = write!(out, " -m multiport {flag} ");
                 write_port_list(out, list);
@@ -299,11 +300,13 @@ fn write_rule(out: &mut String, line: &Line<'_>, quote: Quote, layout: Layout) {
     }
 }
 
-/// Every line of a family, chains in the kernel's order (INPUT, FORWARD, OUTPUT).
-pub fn family_lines(policy: &Policy, family: Family) -> Vec<Line<'_>> {
+/// Every rendered line of a family, chains in the kernel's order (INPUT, FORWARD,
+/// OUTPUT): [`rendered_lines`], the one source of what the iptables outputs hold and
+/// of how many rules they load.
+pub fn family_lines(policy: &Policy, family: Family) -> Vec<Rendered<'_>> {
     Chain::ALL
         .into_iter()
-        .flat_map(|c| chain_lines(policy, family, c))
+        .flat_map(|c| rendered_lines(policy, family, c))
         .collect()
 }
 
