@@ -408,3 +408,64 @@ fn dead_rules_never_decide_a_packet() {
         "the random policies should contain dead rules ({dead_total})"
     );
 }
+
+/// At the benchmark's scale (thousands of hosts of one /16, each with its own port, the
+/// analysis indexed by source and port): exactly the planted dead rules are found, each
+/// naming the one earlier rule that decides it, among thousands that are not dead.
+#[test]
+fn many_rules_in_one_network_find_exactly_the_planted_dead_ones() {
+    let host = |i: usize| format!("198.51.{}.{}", i / 250, i % 250 + 1);
+    let port = |i: usize| (1000 + i).to_string();
+    let allow = |i: usize| {
+        RuleBuilder::allow_in()
+            .from(&host(i))
+            .proto(Protocol::Tcp)
+            .to_ports(&[&port(i)])
+            .state(&[State::New])
+    };
+    let mut b = base().allow(&[FindingKind::UnusedName]);
+    let mut planted = Vec::new();
+    for i in 0..4000 {
+        b = b.rule(allow(i));
+        if i % 500 == 250 {
+            // The same host and port again, for any state: shadowed only where new.
+            b = b.rule(
+                RuleBuilder::allow_in()
+                    .from(&host(i))
+                    .proto(Protocol::Tcp)
+                    .to_ports(&[&port(i)]),
+            );
+            // An exact repeat of an earlier rule: redundant, naming that rule.
+            b = b.rule(allow(i - 200));
+            planted.push(format!(
+                "redundant: every packet it matches is already allowed by the rule `allow in tcp from {} to {} state new;`",
+                host(i - 200),
+                port(i - 200)
+            ));
+        }
+        if i == 3260 {
+            // A drop of a /24 shadows the later allows inside it (3,261..3,499).
+            b = b.rule(drop_in().from("198.51.13.0/24"));
+        }
+    }
+    let policy = b.build();
+    let problems: Vec<String> = match policy {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.into_iter().map(|(_, m)| m).collect(),
+    };
+    let redundant: Vec<&String> = problems
+        .iter()
+        .filter(|m| m.contains("is redundant"))
+        .collect();
+    assert_eq!(redundant.len(), planted.len(), "{problems:#?}");
+    for (m, want) in redundant.iter().zip(&planted) {
+        assert!(m.contains(want), "{m}\nshould contain\n{want}");
+    }
+    let shadowed = problems
+        .iter()
+        .filter(|m| m.contains("never matches"))
+        .count();
+    // 198.51.13.x is hosts 3,250..3,499; the drop comes after 3,260.
+    assert_eq!(shadowed, 239, "{problems:#?}");
+    assert_eq!(problems.len(), planted.len() + 239, "{problems:#?}");
+}

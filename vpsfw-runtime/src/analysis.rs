@@ -8,7 +8,13 @@
 //! its box is covered by the union of the earlier terminal rules' boxes (computed by box
 //! subtraction). Rules vpsfw adds itself, rate-limited rules (which may not match) and
 //! `log` rules (which decide nothing) never shadow another rule.
+//!
+//! Each rule is compared only with the earlier rules whose bounds overlap its own, found
+//! through an interval index per dimension (`index`); each walk through a chain meets
+//! only the lines that overlap the region walked. The tests hold this to the plain
+//! pairwise comparison it replaces (`reference`): the same findings, byte for byte.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
@@ -19,6 +25,14 @@ use crate::eval::{Outcome, Packet};
 use crate::model::{Origin, Policy, Rule, Target};
 use crate::ruleset::{chain_lines, Line, LineTarget};
 use crate::value::{Action, Chain, Direction, Family, Protocol, State, Verdict};
+
+#[cfg(test)]
+mod equivalence;
+mod index;
+#[cfg(test)]
+mod reference;
+
+use index::BoxIndex;
 
 /// The kinds of finding; each can be silenced where it is intended
 /// (`#[allow(NAME)]` on a rule, `#![allow(NAME)]` for the policy).
@@ -198,64 +212,12 @@ struct Cube([Ranges; DIMS]);
 
 type Bounds = [(u128, u128); DIMS];
 
-/// Deciding boxes of one chain by protocol class: those with a narrow source range in a
-/// map keyed by where the range starts, the rest in a list.
-struct Index {
-    narrow: [std::collections::BTreeMap<u128, Vec<(usize, Bounds)>>; 4],
-    wide: [Vec<(usize, Bounds)>; 4],
-    /// The widest source range kept in `narrow`.
-    span: u128,
-}
-
 fn class_slot(c: Class) -> usize {
     match c {
         Class::Tcp => 0,
         Class::Udp => 1,
         Class::Icmp => 2,
         Class::Other => 3,
-    }
-}
-
-impl Index {
-    fn new(family: Family) -> Index {
-        Index {
-            narrow: Default::default(),
-            wide: Default::default(),
-            span: match family {
-                Family::V4 => 1 << 16,
-                Family::V6 => 1 << 80,
-            },
-        }
-    }
-
-    fn insert(&mut self, c: Class, b: Bounds, line: usize) {
-        let (lo, hi) = b[0];
-        if hi - lo < self.span {
-            self.narrow[class_slot(c)]
-                .entry(lo)
-                .or_default()
-                .push((line, b));
-        } else {
-            self.wide[class_slot(c)].push((line, b));
-        }
-    }
-
-    /// Earlier lines whose boxes' bounds overlap `b`, in chain order.
-    fn near(&self, c: Class, b: &Bounds) -> Vec<usize> {
-        let slot = class_slot(c);
-        let (lo, hi) = b[0];
-        let narrow = self.narrow[slot]
-            .range(lo.saturating_sub(self.span)..=hi)
-            .flat_map(|(_, v)| v.iter());
-        let mut out: Vec<usize> = self.wide[slot]
-            .iter()
-            .chain(narrow)
-            .filter(|(_, eb)| overlaps(b, eb))
-            .map(|(j, _)| *j)
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out
     }
 }
 
@@ -507,14 +469,24 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                         .collect()
                 })
                 .collect();
-            // Earlier deciding boxes, indexed by where their source range starts, so each
+            // Earlier deciding boxes by protocol class, indexed by their bounds, so each
             // rule is compared only with the ones that can touch it.
-            let mut index = Index::new(family);
-            for (i, line) in lines.iter().enumerate() {
-                if i > 0 && decides(&lines[i - 1]) {
-                    for (c, cube) in &cubes[i - 1] {
-                        index.insert(*c, cube.bounds(), i - 1);
+            let mut index: [Vec<(usize, Bounds)>; 4] = Default::default();
+            // Each rule's first deciding line: the one whose boxes name it below.
+            let mut first = std::collections::HashMap::new();
+            for (j, line) in lines.iter().enumerate() {
+                if decides(line) {
+                    first.entry(line.index).or_insert(j);
+                    for (c, cube) in &cubes[j] {
+                        index[class_slot(*c)].push((j, cube.bounds()));
                     }
+                }
+            }
+            let mut index = index.map(BoxIndex::new);
+            let mut near = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                for slot in &mut index {
+                    slot.activate_before(i);
                 }
                 if !written(line.rule) {
                     continue;
@@ -524,10 +496,10 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                 let mut dead = true;
                 'classes: for (class, cube) in &cubes[i] {
                     let mut rest = vec![cube.clone()];
-                    let bounds = cube.bounds();
                     // Every piece lies inside the rule's own bounds: only earlier rules
                     // whose bounds overlap them can touch it.
-                    for j in index.near(*class, &bounds) {
+                    index[class_slot(*class)].overlapping(&cube.bounds(), &mut near);
+                    for &j in &near {
                         let earlier = &lines[j];
                         for (c2, e) in &cubes[j] {
                             if c2 != class {
@@ -565,7 +537,7 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                 if dead {
                     // Name only the rules needed: drop each decider the others can do
                     // without (the rule alone when one alone decides everything).
-                    let pos = |w: usize| lines[..i].iter().position(|l| l.index == w && decides(l));
+                    let pos = |w: usize| first.get(&w).copied();
                     let mut keep: Vec<usize> = who.clone();
                     for w in who.iter().rev() {
                         let without: Vec<&Vec<(Class, Cube)>> = keep
@@ -617,8 +589,13 @@ fn covered(rule: &[(Class, Cube)], others: &[&Vec<(Class, Cube)>]) -> bool {
     })
 }
 
-fn shadow_findings(policy: &Policy, out: &mut Vec<Finding>) {
-    for (index, who) in dead_rules(policy) {
+fn shadow_findings(policy: &Policy, engine: Engine, out: &mut Vec<Finding>) {
+    let dead = match engine {
+        Engine::Indexed => dead_rules(policy),
+        #[cfg(test)]
+        Engine::Reference => reference::dead_rules(policy),
+    };
+    for (index, who) in dead {
         let rule = &policy.rules()[index];
         let differs = who
             .iter()
@@ -706,8 +683,7 @@ fn loopback_findings(policy: &Policy, out: &mut Vec<Finding>) {
 /// Connections a rule lets open whose replies the other chain drops, all of them: the
 /// rule's whole reply region (its peers and ports, state established) is walked through
 /// the other chain, and a finding is made only when no reply at all gets through.
-fn reply_findings(policy: &Policy, out: &mut Vec<Finding>) {
-    let chains = Chains::new(policy);
+fn reply_findings(policy: &Policy, chains: &Chains<'_>, out: &mut Vec<Finding>) {
     let ifaces = &chains.ifaces;
     for (index, rule) in policy.rules().iter().enumerate() {
         if !written(rule)
@@ -757,7 +733,7 @@ fn reply_findings(policy: &Policy, out: &mut Vec<Finding>) {
                 _ => Cube([any, peer, service, client, zero, iface, state]),
             };
             for class in protos {
-                let w = walk(policy, &chains, family, reply_chain, cube.clone(), *class);
+                let w = walk(policy, chains, family, reply_chain, cube.clone(), *class);
                 // Replies an explicit rule drops are the admin's choice (a blocklist);
                 // replies no rule lets back in, left to a drop policy, are the mistake.
                 if w.reaches_drop_policy {
@@ -842,35 +818,73 @@ struct Walk {
     dropped_by: Option<String>,
 }
 
-/// Interface atoms over every rule of the policy, so a region built from one chain's
-/// rule can be walked through another chain.
 /// Every chain's lines and the interface atoms over every rule of the policy (so a
-/// region built from one chain's rule can be walked through another chain), made once.
+/// region built from one chain's rule can be walked through another chain), made once;
+/// each chain's boxes indexed by protocol class when it is first walked.
 struct Chains<'p> {
     ifaces: Ifaces,
     lines: std::collections::HashMap<(Family, Chain), Vec<Line<'p>>>,
+    index: std::collections::HashMap<(Family, Chain), OnceCell<[BoxIndex; 4]>>,
+    engine: Engine,
 }
 
 impl<'p> Chains<'p> {
-    fn new(policy: &'p Policy) -> Self {
+    fn new(policy: &'p Policy, engine: Engine) -> Self {
         let rules: Vec<&Rule> = policy.rules().iter().collect();
         let mut lines = std::collections::HashMap::new();
+        let mut index = std::collections::HashMap::new();
         for f in Family::ALL {
             for c in Chain::ALL {
                 lines.insert((f, c), chain_lines(policy, f, c));
+                index.insert((f, c), OnceCell::new());
             }
         }
         Chains {
             ifaces: Ifaces::new(&rules),
             lines,
+            index,
+            engine,
         }
     }
 
     fn get(&self, f: Family, c: Chain) -> &[Line<'p>] {
         self.lines.get(&(f, c)).map_or(&[], Vec::as_slice)
     }
+
+    /// The boxes of the lines a walk through the chain may meet (not `log` rules, not
+    /// those that may not match: neither changes what the walk finds), all active.
+    fn index(&self, f: Family, c: Chain) -> &[BoxIndex; 4] {
+        self.index[&(f, c)].get_or_init(|| {
+            let mut boxes: [Vec<(usize, Bounds)>; 4] = Default::default();
+            for (j, line) in self.get(f, c).iter().enumerate() {
+                if line.rule.action() == Action::Log || line.rule.may_not_match() {
+                    continue;
+                }
+                for class in classes() {
+                    if let Some(cube) = line_cube(line, class, &self.ifaces) {
+                        boxes[class_slot(class)].push((j, cube.bounds()));
+                    }
+                }
+            }
+            boxes.map(|b| {
+                let mut index = BoxIndex::new(b);
+                index.activate_before(usize::MAX);
+                index
+            })
+        })
+    }
 }
 
+/// How rules are compared: through the index, or (tests only) each with every earlier
+/// one, the reference the indexed analysis must agree with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    Indexed,
+    #[cfg(test)]
+    Reference,
+}
+
+/// What the chain does with the packets of `start` (of one protocol class).
 fn walk(
     policy: &Policy,
     chains: &Chains<'_>,
@@ -879,10 +893,19 @@ fn walk(
     start: Cube,
     class: Class,
 ) -> Walk {
+    match chains.engine {
+        Engine::Indexed => {}
+        #[cfg(test)]
+        Engine::Reference => return reference::walk(policy, chains, family, chain, start, class),
+    }
     let ifaces = &chains.ifaces;
+    let lines = chains.get(family, chain);
+    // Every piece stays inside `start`: only lines whose bounds overlap it can touch one.
+    let mut near = Vec::new();
+    chains.index(family, chain)[class_slot(class)].overlapping(&start.bounds(), &mut near);
     let mut rest = vec![start];
     let mut dropped_by = None;
-    for line in chains.get(family, chain) {
+    for line in near.into_iter().map(|j| &lines[j]) {
         if line.rule.action() == Action::Log {
             continue;
         }
@@ -915,6 +938,11 @@ fn walk(
             };
         }
     }
+    end_of_chain(policy, chain, dropped_by)
+}
+
+/// A walk that went past every rule: the chain's policy decides the rest.
+fn end_of_chain(policy: &Policy, chain: Chain, dropped_by: Option<String>) -> Walk {
     match policy.defaults().get(chain) {
         Verdict::Allow => Walk {
             reaches_drop_policy: false,
@@ -969,8 +997,13 @@ fn admin_cube(
     }))
 }
 
-fn lockout_findings(policy: &Policy, admins: &[Admin], no_admin: bool, out: &mut Vec<Finding>) {
-    let chains = Chains::new(policy);
+fn lockout_findings(
+    policy: &Policy,
+    chains: &Chains<'_>,
+    admins: &[Admin],
+    no_admin: bool,
+    out: &mut Vec<Finding>,
+) {
     let ifaces = &chains.ifaces;
     if admins.is_empty() {
         if !no_admin && policy.defaults().input == Verdict::Drop {
@@ -1018,8 +1051,7 @@ fn lockout_findings(policy: &Policy, admins: &[Admin], no_admin: bool, out: &mut
                     Some(lo) => all.subtract(&Ranges::one(lo, lo)),
                     None => all,
                 };
-                if let Some(by) = walk(policy, &chains, family, chain, cube, Class::Tcp).dropped_by
-                {
+                if let Some(by) = walk(policy, chains, family, chain, cube, Class::Tcp).dropped_by {
                     out.push(Finding {
                         kind: FindingKind::Lockout,
                         subject: Subject::Admin(i),
@@ -1037,11 +1069,16 @@ fn lockout_findings(policy: &Policy, admins: &[Admin], no_admin: bool, out: &mut
 
 /// Every finding of a policy, given its admin declarations.
 pub fn analyze(policy: &Policy, admins: &[Admin], no_admin: bool) -> Vec<Finding> {
+    analyze_with(policy, admins, no_admin, Engine::Indexed)
+}
+
+fn analyze_with(policy: &Policy, admins: &[Admin], no_admin: bool, engine: Engine) -> Vec<Finding> {
     let mut out = Vec::new();
-    lockout_findings(policy, admins, no_admin, &mut out);
-    shadow_findings(policy, &mut out);
+    let chains = Chains::new(policy, engine);
+    lockout_findings(policy, &chains, admins, no_admin, &mut out);
+    shadow_findings(policy, engine, &mut out);
     loopback_findings(policy, &mut out);
-    reply_findings(policy, &mut out);
+    reply_findings(policy, &chains, &mut out);
     open_admin_port_findings(policy, admins, &mut out);
     unused_findings(policy, admins, &mut out);
     out
