@@ -203,6 +203,17 @@ mod linux {
                     crate::support::merge_kernel::ports_merged(nft).map_err(Failed::from)
                 }),
             ));
+            all.push((
+                format!("merge::{backend}::pair_set"),
+                Box::new(move || crate::support::merge_kernel::pair_set(nft).map_err(Failed::from)),
+            ));
+            all.push((
+                format!("merge::{backend}::apply_then_diff_unchanged"),
+                Box::new(move || {
+                    crate::support::merge_kernel::apply_then_diff_unchanged(nft)
+                        .map_err(Failed::from)
+                }),
+            ));
             for &(preset, trial) in crate::support::harden_kernel::TRIALS {
                 all.push((
                     format!("harden::{backend}::{preset}"),

@@ -142,3 +142,122 @@ pub fn ports_merged(nft: bool) -> Result<(), String> {
     load(&lab, &policy, nft)?;
     probe_all(&lab, &policy, PORT_PROBES, 45000)
 }
+
+/// `AUTO_SET_MIN + 6` rules, each one source and its own port (both families): one
+/// rule per family in the kernel, matching a set of (source, port) pairs. The first
+/// IPv4 rule's source is a network, 203.0.113.0/25.
+fn pair_policy() -> Policy {
+    let n = vpsfw::ruleset::AUTO_SET_MIN + 6;
+    let mut rules = Vec::new();
+    for i in 0..n {
+        let src = if i == 0 {
+            "203.0.113.0/25".to_owned()
+        } else {
+            format!("198.51.100.{i}")
+        };
+        rules.push(allow(&src, 9000 + i as u16));
+    }
+    for i in 0..n {
+        rules.push(allow(
+            &format!("2001:db8:100::{:x}", i + 1),
+            9000 + i as u16,
+        ));
+    }
+    build(rules)
+}
+
+const PAIR_PROBES: &[(&str, u16, bool)] = &[
+    ("203.0.113.5", 9000, true),
+    // Another rule's port: a set of sources times a set of ports would let it in.
+    ("203.0.113.5", 9001, false),
+    ("203.0.113.200", 9000, false),
+    ("198.51.100.1", 9001, true),
+    ("198.51.100.1", 9002, false),
+    ("198.51.100.69", 9069, true),
+    ("198.51.100.69", 9000, false),
+    ("198.51.100.70", 9070, false),
+    ("2001:db8:100::1", 9000, true),
+    ("2001:db8:100::1", 9001, false),
+    ("2001:db8:100::46", 9069, true),
+    ("2001:db8:100::46", 9068, false),
+];
+
+/// A long run of rules as one pair-set rule per family (an ipset `hash:net,port`, or an
+/// nft concatenated set): each source gets in on its own port only.
+pub fn pair_set(nft: bool) -> Result<(), String> {
+    let policy = pair_policy();
+    for format in [Format::Restore, Format::Restore6] {
+        let text = render(&policy, format);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("-m set --match-set vpsfw-in"))
+            .collect();
+        if lines.len() != 1
+            || !lines[0].ends_with(
+                " src,dst -m conntrack --ctstate NEW -m comment --comment merge -j ACCEPT",
+            )
+        {
+            return Err(format!("expected one pair-set line:\n{text}"));
+        }
+    }
+    let file = render(&policy, Format::Nft);
+    for want in ["ip saddr . tcp dport { ", "ip6 saddr . tcp dport { "] {
+        if file.matches(want).count() != 1 {
+            return Err(format!("expected one `{want}` rule:\n{file}"));
+        }
+    }
+    let lab = Lab::try_new(&peers(PAIR_PROBES))?;
+    let _listener = Listener::start(lab.vps(), &ports(PAIR_PROBES))?;
+    load(&lab, &policy, nft)?;
+    if !nft {
+        let out = lab.exec(lab.vps(), &["ipset", "list", "-n"])?;
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        if names.lines().filter(|l| l.starts_with("vpsfw-in")).count() != 2 {
+            return Err(format!("expected two pair sets:\n{names}"));
+        }
+    }
+    probe_all(&lab, &policy, PAIR_PROBES, 46000)?;
+    // Loading again (the sh script swaps the sets' contents in) changes nothing.
+    load(&lab, &policy, nft)?;
+    probe_all(&lab, &policy, PAIR_PROBES, 47000)
+}
+
+/// `--apply` then `--diff` at the library level (the example binaries have no
+/// generated policy), inside the lab's vps namespace: the policy with pair sets loads,
+/// the diff says unchanged, a second apply touches nothing; the kernel then holds the
+/// pairs (a probe).
+pub fn apply_then_diff_unchanged(nft: bool) -> Result<(), String> {
+    use vpsfw::apply::{self, Applied, Options};
+    use vpsfw::live::{Backend, Managed};
+    let policy = pair_policy();
+    let lab = Lab::try_new(&peers(PAIR_PROBES))?;
+    let _listener = Listener::start(lab.vps(), &ports(PAIR_PROBES))?;
+    let dir = std::env::temp_dir().join(format!("vpsfw-merge-apply-{}-{nft}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = Options {
+        managed: Managed {
+            backend: if nft { Backend::Nft } else { Backend::Iptables },
+            layout: vpsfw::Layout::Table,
+        },
+        rollback_after: None,
+        state_dir: dir.join("state"),
+    };
+    let result = super::netns::in_netns(lab.vps(), || -> Result<(), String> {
+        let first = apply::apply(&policy, &opts).map_err(|e| format!("apply: {e}"))?;
+        if !matches!(first, Applied::Loaded { .. }) {
+            return Err(format!("the first apply did not load: {first:?}"));
+        }
+        let diff = apply::diff(&policy, opts.managed).map_err(|e| format!("diff: {e}"))?;
+        if !diff.is_unchanged() {
+            return Err(format!("--diff after --apply:\n{diff}"));
+        }
+        let again = apply::apply(&policy, &opts).map_err(|e| format!("apply again: {e}"))?;
+        if !matches!(again, Applied::Unchanged { .. }) {
+            return Err(format!("the second apply was not a no-op: {again:?}"));
+        }
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result??;
+    probe_all(&lab, &policy, &PAIR_PROBES[..3], 48000)
+}

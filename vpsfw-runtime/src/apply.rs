@@ -366,10 +366,7 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
                     // set changes nothing, as no loaded rule uses it yet.
                     let mut create = String::new();
                     for set in &want.sets {
-                        create.push_str(&format!(
-                            "create {} hash:net family {} maxelem {}\n",
-                            set.name, set.family, set.maxelem
-                        ));
+                        create.push_str(&format!("create {} {}\n", set.name, set.create_args()));
                     }
                     run("ipset", &["-exist", "restore"], Some(&create))?;
                 }

@@ -509,9 +509,9 @@ impl IptablesState {
         [Table::parse(&self.saved[0]), Table::parse(&self.saved[1])]
     }
 
-    /// Live vpsfw sets: name to elements.
-    pub(crate) fn sets(&self) -> BTreeMap<String, BTreeSet<IpNet>> {
-        let mut out: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
+    /// Live vpsfw sets: name to elements, each in [`canonical_elem`] form.
+    pub(crate) fn sets(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for line in self.ipsets.lines() {
             let mut words = line.split_whitespace();
             match (words.next(), words.next(), words.next()) {
@@ -519,8 +519,8 @@ impl IptablesState {
                     out.entry(name.to_owned()).or_default();
                 }
                 (Some("add"), Some(name), Some(elem)) => {
-                    if let Some(net) = parse_elem(elem) {
-                        out.entry(name.to_owned()).or_default().insert(net);
+                    if let Some(e) = canonical_elem(elem) {
+                        out.entry(name.to_owned()).or_default().insert(e);
                     }
                 }
                 _ => {}
@@ -534,6 +534,20 @@ fn parse_elem(text: &str) -> Option<IpNet> {
     text.parse::<IpNet>()
         .ok()
         .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// A set element as vpsfw writes it and as `ipset save` prints it, in one form: the
+/// network with its prefix (`ipset save` leaves `/32` out), then for `hash:net,port`
+/// the `,proto:port` part as printed.
+fn canonical_elem(text: &str) -> Option<String> {
+    match text.split_once(',') {
+        Some((net, rest)) => Some(format!(
+            "{},{}",
+            parse_elem(net)?,
+            rest.to_ascii_lowercase()
+        )),
+        None => parse_elem(text).map(|n| n.to_string()),
+    }
 }
 
 fn read_table(f: Family) -> Result<String, Error> {
@@ -584,7 +598,11 @@ pub(crate) fn diff_iptables(live: &IptablesState, want: &Wanted, layout: Layout)
     }
     let live_sets = live.sets();
     for set in &want.sets {
-        let wanted: BTreeSet<IpNet> = set.elements.iter().filter_map(|e| parse_elem(e)).collect();
+        let wanted: BTreeSet<String> = set
+            .elements
+            .iter()
+            .filter_map(|e| canonical_elem(e))
+            .collect();
         let title = format!("address set {}", set.name);
         let changes = match live_sets.get(&set.name) {
             None => vec![Change::Add {
@@ -635,7 +653,11 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
     }
     let live_sets = live.sets();
     let sets_match = want.sets.iter().all(|set| {
-        let wanted: BTreeSet<IpNet> = set.elements.iter().filter_map(|e| parse_elem(e)).collect();
+        let wanted: BTreeSet<String> = set
+            .elements
+            .iter()
+            .filter_map(|e| canonical_elem(e))
+            .collect();
         live_sets.get(&set.name) == Some(&wanted)
     });
     // Without --own-chains a load also removes the sets of earlier policies.
@@ -647,13 +669,13 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
 }
 
 /// Element changes of a set, at most ten shown each way.
-fn element_changes(have: &BTreeSet<IpNet>, want: &BTreeSet<IpNet>) -> Vec<Change> {
+fn element_changes(have: &BTreeSet<String>, want: &BTreeSet<String>) -> Vec<Change> {
     let mut out = Vec::new();
     for (side, add) in [
         (want.difference(have), true),
         (have.difference(want), false),
     ] {
-        let all: Vec<&IpNet> = side.collect();
+        let all: Vec<&String> = side.collect();
         for net in all.iter().take(10) {
             let line = format!("element {net}");
             out.push(if add {
@@ -791,13 +813,20 @@ pub(crate) fn diff_nft(live: Option<&str>, policy: &Policy) -> Result<Diff, Erro
             .collect()
     };
     let (live_lines, want_lines) = (lines(&live_text), lines(&want));
-    // Name each wanted rule line by its chain and position.
+    // Name each wanted rule line by its chain and position. A rule whose set nft lists
+    // over several lines (a long pair set) is named on its first line.
     let mut rules = BTreeMap::new();
     let mut chain: Option<Chain> = None;
     let mut chain_rules = Vec::new();
     let mut pos = 0;
     let mut in_rules = false;
+    let mut open = 0i64;
+    let depth = |l: &str| l.matches('{').count() as i64 - l.matches('}').count() as i64;
     for l in &want_lines {
+        if open > 0 {
+            open += depth(l);
+            continue;
+        }
         if let Some(name) = l.strip_prefix("chain ").and_then(|r| r.strip_suffix(" {")) {
             chain = Chain::ALL
                 .into_iter()
@@ -816,6 +845,7 @@ pub(crate) fn diff_nft(live: Option<&str>, policy: &Policy) -> Result<Diff, Erro
                     .or_insert_with(|| describe_all(policy, &r.origins));
             }
             pos += 1;
+            open = depth(l);
         }
     }
     Ok(Diff {
@@ -846,6 +876,62 @@ pub fn diff(policy: &Policy, managed: Managed) -> Result<Diff, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A policy with a pair set compares equal to what the kernel reports after loading
+    /// it: `ipset save` leaves `/32` out and writes `hash:net,port` elements its way.
+    #[test]
+    fn pair_sets_compare_as_ipset_save_prints_them() {
+        let mut b = crate::builder::Builder::new().console_only();
+        for i in 0..crate::ruleset::AUTO_SET_MIN {
+            b = b.rule(
+                crate::builder::RuleBuilder::allow_in()
+                    .proto(crate::value::Protocol::Tcp)
+                    .from(&format!("198.51.100.{}", i + 1))
+                    .to_ports(&[&(9000 + i).to_string()]),
+            );
+        }
+        let policy = b.build().unwrap();
+        let want = Wanted::new(&policy, Layout::Table);
+        let [set] = want.sets.as_slice() else {
+            panic!("one pair set expected")
+        };
+        let mut ipsets = format!(
+            "create {} hash:net,port family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n",
+            set.name
+        );
+        for i in 0..crate::ruleset::AUTO_SET_MIN {
+            ipsets.push_str(&format!(
+                "add {} 198.51.100.{},tcp:{}\n",
+                set.name,
+                i + 1,
+                9000 + i
+            ));
+        }
+        let live = IptablesState {
+            saved: want.restore.clone(),
+            ipsets: ipsets.clone(),
+        };
+        assert!(iptables_unchanged(&live, &want, Layout::Table));
+        assert!(diff_iptables(&live, &want, Layout::Table).is_unchanged());
+        // Another port for one source is a change.
+        let changed = IptablesState {
+            saved: want.restore.clone(),
+            ipsets: ipsets.replace("198.51.100.1,tcp:9000", "198.51.100.1,tcp:9001"),
+        };
+        assert!(!iptables_unchanged(&changed, &want, Layout::Table));
+        let d = diff_iptables(&changed, &want, Layout::Table);
+        assert!(
+            d.to_string().contains("+ element 198.51.100.1/32,tcp:9000"),
+            "{d}"
+        );
+        // The set's line names the rules it stands for.
+        let empty = IptablesState {
+            saved: [EMPTY_FILTER.into(), EMPTY_FILTER.into()],
+            ipsets: String::new(),
+        };
+        let d = diff_iptables(&empty, &want, Layout::Table).to_string();
+        assert!(d.contains("(and 63 more rules)"), "{d}");
+    }
 
     #[test]
     fn save_output_parses_without_counters() {

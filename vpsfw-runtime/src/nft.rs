@@ -9,8 +9,9 @@
 //!
 //! Adjacent rules that differ only in destination ports, or only in ICMP type, are
 //! written as one rule with an anonymous set (`tcp dport { 80, 443 }`, `icmpv6 type {
-//! 1, 2, 3 }`). Same conditions as the iptables merge (see
-//! [`crate::ruleset::rendered_lines`]).
+//! 1, 2, 3 }`); a run of at least [`crate::ruleset::AUTO_SET_MIN`] that differ in source
+//! and port, as one rule matching a concatenated set (`ip saddr . tcp dport { ... }`).
+//! Same conditions as the iptables merge (see [`crate::ruleset::rendered_lines`]).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -19,7 +20,7 @@ use ipnet::IpNet;
 
 use crate::model::{Policy, Rule, Target};
 use crate::render::{comment_text, header, EOF_MARK};
-use crate::ruleset::{mergeable, port_union, same_rest};
+use crate::ruleset::{mergeable, pair_elements, port_union, same_rest, AUTO_SET_MIN};
 use crate::value::{Action, Chain, Family, IcmpType, PortRange, Protocol, Verdict};
 
 /// The table vpsfw owns; nothing outside it is touched.
@@ -95,6 +96,9 @@ pub struct NftRule<'p> {
     pub dport: Option<Cow<'p, [PortRange]>>,
     /// The ICMP types: the rule's own, or those of the merged rules.
     pub icmp_types: Vec<IcmpType>,
+    /// For a long run: the (source, port) pairs, matched as one concatenated set; the
+    /// source and `dport` are then not written.
+    pub pairs: Option<Vec<(IpNet, u16)>>,
 }
 
 impl<'p> NftRule<'p> {
@@ -109,6 +113,8 @@ impl<'p> NftRule<'p> {
 fn nft_merge(a: &NftRule<'_>, b: &NftRule<'_>) -> bool {
     let (x, y) = (a.rule, b.rule);
     let base = a.family == b.family
+        && a.pairs.is_none()
+        && b.pairs.is_none()
         && mergeable(x)
         && mergeable(y)
         && same_rest(x, y)
@@ -124,6 +130,26 @@ fn nft_merge(a: &NftRule<'_>, b: &NftRule<'_>) -> bool {
             && x.dport().is_none()
             && y.dport().is_none()
             && x.sport().is_none()))
+}
+
+/// The source network of a rule that can join a pair set (see
+/// `ruleset::pair_source`): per family, tcp/udp, one network as source, single
+/// destination ports, no source port.
+fn pair_source(r: &NftRule<'_>) -> Option<IpNet> {
+    let rule = r.rule;
+    let f = r.family?;
+    let ok = r.pairs.is_none()
+        && mergeable(rule)
+        && rule.icmp_type().is_none()
+        && matches!(rule.proto(), Some(Protocol::Tcp | Protocol::Udp))
+        && rule.sport().is_none()
+        && r.dport
+            .as_ref()
+            .is_some_and(|d| d.iter().all(|p| p.is_single()));
+    match (ok, rule.src()) {
+        (true, Some(Target::Addr(a))) => a.get(f).filter(|n| n.prefix_len() > 0),
+        _ => None,
+    }
 }
 
 /// One nft rule; `family` is `None` for a rule written once for both families.
@@ -150,7 +176,9 @@ fn write_rule(out: &mut String, policy: &Policy, nr: &NftRule<'_>) {
                 if f == Family::V4 { "ipv4" } else { "ipv6" }
             );
         }
-        addr(&mut parts, "saddr", rule.src(), policy, f);
+        if nr.pairs.is_none() {
+            addr(&mut parts, "saddr", rule.src(), policy, f);
+        }
         addr(&mut parts, "daddr", rule.dst(), policy, f);
     }
     if let Some(p) = rule.proto() {
@@ -161,6 +189,18 @@ fn write_rule(out: &mut String, policy: &Policy, nr: &NftRule<'_>) {
             Protocol::Icmpv6 => "icmpv6",
         };
         let mut matched = false;
+        if let (Some(pairs), Some(f)) = (&nr.pairs, family) {
+            let ip = if f == Family::V4 { "ip" } else { "ip6" };
+            let _ = write!(parts, " {ip} saddr . {name} dport {{ ");
+            for (i, (net, port)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    parts.push_str(", ");
+                }
+                let _ = write!(parts, "{} . {port}", elem(*net));
+            }
+            parts.push_str(" }");
+            matched = true;
+        }
         if let Some(sp) = rule.sport() {
             let _ = write!(parts, " {name} sport {}", ports(sp.ranges()));
             matched = true;
@@ -302,7 +342,8 @@ pub fn file(policy: &Policy) -> String {
 
 /// The nft rules of one chain, in order, as written: each with the policy rules it
 /// stands for and the family it is written for (`None`: both). Adjacent rules that
-/// differ only in destination ports or only in ICMP type are merged.
+/// differ only in destination ports or only in ICMP type are merged, and runs of at
+/// least [`AUTO_SET_MIN`] that differ in source and port become one pair-set rule.
 pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<NftRule<'_>> {
     let mut raw = Vec::new();
     for (index, rule) in policy.rules().iter().enumerate() {
@@ -315,6 +356,7 @@ pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<NftRule<'_>> {
             origins: vec![index],
             dport: rule.dport().map(|d| Cow::Borrowed(d.ranges())),
             icmp_types: rule.icmp_type().into_iter().collect(),
+            pairs: None,
         };
         if per_family(rule) {
             let families = Family::ALL.into_iter().filter(|f| rule.in_family(*f));
@@ -349,7 +391,57 @@ pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<NftRule<'_>> {
         merged.push(head);
         i = j;
     }
-    merged
+    nft_pair_runs(merged)
+}
+
+/// Replaces each run of at least [`AUTO_SET_MIN`] adjacent rules that differ only in
+/// source network and single destination ports by one concatenated-set rule.
+fn nft_pair_runs(rules: Vec<NftRule<'_>>) -> Vec<NftRule<'_>> {
+    if rules.len() < AUTO_SET_MIN {
+        return rules;
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    let mut i = 0;
+    while i < rules.len() {
+        let mut j = i + 1;
+        if pair_source(&rules[i]).is_some() {
+            let head = &rules[i];
+            while j < rules.len()
+                && pair_source(&rules[j]).is_some()
+                && rules[j].family == head.family
+                && same_rest(head.rule, rules[j].rule)
+                && head.rule.dst() == rules[j].rule.dst()
+            {
+                j += 1;
+            }
+        }
+        if j - i < AUTO_SET_MIN {
+            out.extend(rules[i..j].iter().cloned());
+            i = j;
+            continue;
+        }
+        let run = &rules[i..j];
+        let mut pairs = Vec::new();
+        let mut origins: Vec<usize> = Vec::new();
+        for r in run {
+            let net = pair_source(r).expect("checked above");
+            for p in r.dport.as_deref().unwrap_or_default() {
+                pairs.push((net, p.lo().get()));
+            }
+            for o in &r.origins {
+                if origins.last() != Some(o) {
+                    origins.push(*o);
+                }
+            }
+        }
+        let mut head = run[0].clone();
+        head.origins = origins;
+        head.dport = None;
+        head.pairs = Some(pair_elements(pairs));
+        out.push(head);
+        i = j;
+    }
+    out
 }
 
 /// The rules count, as `nft list` will show them.

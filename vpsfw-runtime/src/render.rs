@@ -204,6 +204,9 @@ fn write_rule(out: &mut String, rendered: &Rendered<'_>, quote: Quote, layout: L
     for (name, dir) in &sets {
         let _ = write!(out, " -m set --match-set {name} {dir}");
     }
+    if let Some(p) = &rendered.pairs {
+        let _ = write!(out, " -m set --match-set {} src,dst", p.name);
+    }
     if rule.syn() {
         out.push_str(" -m tcp --tcp-flags FIN,SYN,RST,ACK SYN");
     }
@@ -378,9 +381,7 @@ fn compute_stamp(policy: &Policy) -> String {
     for set in ipsets(policy) {
         ipset_restore_lines(&mut body, &set, &set.name);
     }
-    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::ruleset::fnv(body.bytes());
     format!("{hash:016x}")
 }
 
@@ -458,9 +459,12 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
     out
 }
 
-/// One ipset: its name, family word and elements.
+/// One ipset: its name, type, family word and elements.
 pub(crate) struct Ipset {
     pub(crate) name: String,
+    /// `hash:net` for a policy's address set, `hash:net,port` for the (source, port)
+    /// pairs of a merged run of rules.
+    pub(crate) kind: &'static str,
     pub(crate) family: &'static str,
     pub(crate) maxelem: usize,
     pub(crate) elements: Vec<String>,
@@ -477,6 +481,26 @@ pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
             };
             out.push(Ipset {
                 name: set.ipset_name(f),
+                kind: "hash:net",
+                family: if f == Family::V4 { "inet" } else { "inet6" },
+                maxelem: elements.len().next_power_of_two().max(65536),
+                elements,
+            });
+        }
+    }
+    // The pair sets of long runs of rules (see `ruleset::AUTO_SET_MIN`).
+    for f in Family::ALL {
+        for line in family_lines(policy, f) {
+            let Some(p) = line.pairs else { continue };
+            let proto = proto_name(p.proto);
+            let elements: Vec<String> = p
+                .pairs
+                .iter()
+                .map(|(net, port)| format!("{net},{proto}:{port}"))
+                .collect();
+            out.push(Ipset {
+                name: p.name,
+                kind: "hash:net,port",
                 family: if f == Family::V4 { "inet" } else { "inet6" },
                 maxelem: elements.len().next_power_of_two().max(65536),
                 elements,
@@ -486,19 +510,30 @@ pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
     out
 }
 
+impl Ipset {
+    /// What follows `create NAME` (without `-exist`).
+    pub(crate) fn create_args(&self) -> String {
+        format!(
+            "{} family {} maxelem {}",
+            self.kind, self.family, self.maxelem
+        )
+    }
+}
+
 pub(crate) fn ipset_restore_lines(out: &mut String, set: &Ipset, name: &str) {
     let _ = writeln!(
         out,
-        "create {name} hash:net family {} maxelem {} -exist\nflush {name}",
-        set.family, set.maxelem
+        "create {name} {} -exist\nflush {name}",
+        set.create_args()
     );
     for e in &set.elements {
         let _ = writeln!(out, "add {name} {e}");
     }
 }
 
-/// The `ipset restore` file of a policy's sets, for loading by hand before the
-/// restore files (the sh output does this itself, atomically).
+/// The `ipset restore` file of a policy's sets (its address sets, and the (source,
+/// port) pair sets of long runs of rules, see [`crate::ruleset::AUTO_SET_MIN`]), for
+/// loading by hand before the restore files (the sh output does this itself, atomically).
 pub fn ipset_file(policy: &Policy) -> String {
     let mut out = header(
         policy,
@@ -519,9 +554,8 @@ fn write_set_functions(out: &mut String, sets: &[Ipset]) {
     for set in sets {
         let _ = writeln!(
             out,
-            "ipset list -n {n} >/dev/null 2>&1 || ipset create {n} hash:net family {} maxelem {} ||\n    die \"could not create the address set {n} (nothing was changed)\"",
-            set.family,
-            set.maxelem,
+            "ipset list -n {n} >/dev/null 2>&1 || ipset create {n} {} ||\n    die \"could not create the address set {n} (nothing was changed)\"",
+            set.create_args(),
             n = set.name
         );
     }

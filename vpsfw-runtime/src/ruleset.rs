@@ -1,8 +1,9 @@
 //! The policy as the kernel will hold it: per family, per chain, one [`Line`] for each
 //! policy rule (per multiport chunk). The evaluator and the analysis walk these lines;
 //! the renderers print [`rendered_lines`], the same lines with adjacent ones that differ
-//! only in destination port merged into one. Merging never changes what a packet meets:
-//! only pure matches with a terminal action merge, and only neighbours.
+//! only in destination port merged into one (and long runs that differ in source and
+//! port merged into one set match). Merging never changes what a packet meets: only
+//! pure matches with a terminal action merge, and only neighbours.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -10,9 +11,7 @@ use std::collections::HashSet;
 use ipnet::IpNet;
 
 use crate::model::{Policy, Rule, Target};
-#[cfg(test)]
-use crate::value::Protocol;
-use crate::value::{Action, Chain, Family, PortRange};
+use crate::value::{Action, Chain, Family, PortRange, Protocol};
 
 /// `-m multiport` takes at most 15 ports, a range counting as two.
 pub const MULTIPORT_MAX: usize = 15;
@@ -107,6 +106,27 @@ pub fn chain_lines(policy: &Policy, family: Family, chain: Chain) -> Vec<Line<'_
     out
 }
 
+/// A run of at least this many adjacent rules that differ only in source address and
+/// destination port (after the port merge) is rendered as **one** rule matching a set of
+/// (source, port) pairs: an ipset `hash:net,port` for iptables, an anonymous
+/// concatenated set for nft. One hash lookup then replaces a walk over the run, and a
+/// 5,000-rule list becomes one rule. Below it the rules stay rules: small policies (the
+/// three roles, the examples) need no `ipset` tool they did not need before, and read in
+/// `iptables -S` as written.
+pub const AUTO_SET_MIN: usize = 64;
+
+/// The (source network, destination port) pairs that stand for a long run of rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairSet {
+    /// The ipset's name: `vpsfw-`, the chain and family (`in4`, `out6`, ...), `-` and 12
+    /// hex digits of a hash of the run (see [`pair_set_name`]).
+    pub name: String,
+    /// `tcp` or `udp`.
+    pub proto: Protocol,
+    /// Sorted by port then network, without repeats or pairs another pair covers.
+    pub pairs: Vec<(IpNet, u16)>,
+}
+
 /// One rule as rendered for one family: a [`Line`], or adjacent lines merged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rendered<'p> {
@@ -118,6 +138,9 @@ pub struct Rendered<'p> {
     /// The destination ports: the line's own, or the union of the merged lines' (in
     /// order, without repeats, at most [`MULTIPORT_MAX`] weight).
     pub dport: Option<Cow<'p, [PortRange]>>,
+    /// For a run of at least [`AUTO_SET_MIN`] lines: the (source, port) pairs matched
+    /// through a set; `line.src` and `dport` are then `None`.
+    pub pairs: Option<PairSet>,
 }
 
 impl<'p> Rendered<'p> {
@@ -126,6 +149,7 @@ impl<'p> Rendered<'p> {
             line,
             origins: vec![line.index],
             dport: line.dport.map(Cow::Borrowed),
+            pairs: None,
         }
     }
 }
@@ -191,9 +215,86 @@ fn push_origin(origins: &mut Vec<usize>, index: usize) {
     }
 }
 
+/// The source network a line contributes to a pair set, when it can: a terminal pure
+/// match on tcp or udp with one network as source (not a set, not everything), single
+/// destination ports and no source port.
+fn pair_source(r: &Rendered<'_>) -> Option<IpNet> {
+    let rule = r.line.rule;
+    let ok = r.pairs.is_none()
+        && mergeable(rule)
+        && rule.icmp_type().is_none()
+        && matches!(rule.proto(), Some(Protocol::Tcp | Protocol::Udp))
+        && r.line.sport.is_none()
+        && r.dport
+            .as_ref()
+            .is_some_and(|d| d.iter().all(|p| p.is_single()));
+    match (ok, r.line.src) {
+        (true, Some(LineTarget::Net(n))) if n.prefix_len() > 0 => Some(n),
+        _ => None,
+    }
+}
+
+/// The pairs of a run, sorted by port then network, without repeats and without pairs
+/// that another pair of the same port covers (a network inside another): they match
+/// nothing more, and nft refuses overlapping intervals in one set.
+pub(crate) fn pair_elements(mut pairs: Vec<(IpNet, u16)>) -> Vec<(IpNet, u16)> {
+    pairs.sort_by(|a, b| {
+        (a.1, a.0.network(), a.0.prefix_len()).cmp(&(b.1, b.0.network(), b.0.prefix_len()))
+    });
+    let mut out: Vec<(IpNet, u16)> = Vec::with_capacity(pairs.len());
+    for (net, port) in pairs {
+        // Networks nest or are disjoint: sorted by address, a network is covered iff the
+        // last one kept (for its port) contains it.
+        match out.last() {
+            Some(&(last, p)) if p == port && last.contains(&net) => {}
+            _ => out.push((net, port)),
+        }
+    }
+    out
+}
+
+/// FNV-1a, 64 bits.
+pub(crate) fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The ipset name of a pair set: `vpsfw-`, the chain and family, `-`, 12 hex digits of a
+/// hash of the chain, family, the run's position among the chain's pair sets and its
+/// pairs. At most 23 bytes, so `-new`/`-old` copies fit ipset's 31. It cannot be a
+/// policy set's ipset (`vpsfw-NAME-4`, `vpsfw-NAME-6`, and those with `-new`/`-old`):
+/// those end in `-4`/`-6` before any suffix, these in two hex digits. Nothing from the
+/// policy's text is in it.
+pub fn pair_set_name(
+    chain: Chain,
+    family: Family,
+    ordinal: usize,
+    proto: Protocol,
+    pairs: &[(IpNet, u16)],
+) -> String {
+    let c = match chain {
+        Chain::Input => "in",
+        Chain::Forward => "fw",
+        Chain::Output => "out",
+    };
+    let f = match family {
+        Family::V4 => 4,
+        Family::V6 => 6,
+    };
+    let mut text = format!("{c}{f} {ordinal} {proto:?}");
+    for (net, port) in pairs {
+        use std::fmt::Write as _;
+        let _ = write!(text, " {net},{port}");
+    }
+    let hash = fnv(text.bytes()) >> 16;
+    format!("vpsfw-{c}{f}-{hash:012x}")
+}
+
 /// The lines of one chain of one family as the renderers print them: [`chain_lines`]
 /// with adjacent lines that differ only in destination port merged (ports united and
-/// chunked again for multiport).
+/// chunked again for multiport), then runs of at least [`AUTO_SET_MIN`] that differ in
+/// source and port merged into one pair-set match.
 pub fn rendered_lines(policy: &Policy, family: Family, chain: Chain) -> Vec<Rendered<'_>> {
     let lines = chain_lines(policy, family, chain);
     let mut merged: Vec<Rendered<'_>> = Vec::with_capacity(lines.len());
@@ -223,11 +324,68 @@ pub fn rendered_lines(policy: &Policy, family: Family, chain: Chain) -> Vec<Rend
                 line: head,
                 origins,
                 dport: Some(Cow::Owned(chunk.to_vec())),
+                pairs: None,
             });
         }
         i = j;
     }
-    merged
+    pair_runs(merged, family, chain)
+}
+
+/// Replaces each run of at least [`AUTO_SET_MIN`] adjacent lines that differ only in
+/// source network and single destination ports by one line matching a pair set.
+fn pair_runs(lines: Vec<Rendered<'_>>, family: Family, chain: Chain) -> Vec<Rendered<'_>> {
+    if lines.len() < AUTO_SET_MIN {
+        return lines;
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    let mut ordinal = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i + 1;
+        if pair_source(&lines[i]).is_some() {
+            let head = &lines[i].line;
+            while j < lines.len()
+                && pair_source(&lines[j]).is_some()
+                && same_rest(head.rule, lines[j].line.rule)
+                && head.dst == lines[j].line.dst
+            {
+                j += 1;
+            }
+        }
+        if j - i < AUTO_SET_MIN {
+            out.extend(lines[i..j].iter().cloned());
+            i = j;
+            continue;
+        }
+        let run = &lines[i..j];
+        let mut pairs = Vec::new();
+        let mut origins = Vec::new();
+        for r in run {
+            let net = pair_source(r).expect("checked above");
+            for p in r.dport.as_deref().unwrap_or_default() {
+                pairs.push((net, p.lo().get()));
+            }
+            for o in &r.origins {
+                push_origin(&mut origins, *o);
+            }
+        }
+        let pairs = pair_elements(pairs);
+        let proto = run[0].line.rule.proto().expect("tcp or udp");
+        let name = pair_set_name(chain, family, ordinal, proto, &pairs);
+        ordinal += 1;
+        let mut line = run[0].line;
+        line.src = None;
+        line.dport = None;
+        out.push(Rendered {
+            line,
+            origins,
+            dport: None,
+            pairs: Some(PairSet { name, proto, pairs }),
+        });
+        i = j;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -470,6 +628,153 @@ mod tests {
         );
         // iptables has no match for several ICMP types: one rule each.
         assert_eq!(shape(&p, 4).len(), 2);
+    }
+
+    /// `n` rules `allow in tcp from 198.51.100.(i+1) to 9000+i state new`, in group web.
+    fn long_run(n: usize) -> Vec<RuleBuilder> {
+        (0..n)
+            .map(|i| tcp_in(&[&(9000 + i).to_string()]).from(&format!("198.51.100.{}", i + 1)))
+            .collect()
+    }
+
+    #[test]
+    fn long_runs_become_one_pair_set_line() {
+        let p = build(long_run(AUTO_SET_MIN + 6));
+        let lines = rendered_lines(&p, Family::V4, Chain::Input);
+        let base = p.rules().len() - (AUTO_SET_MIN + 6);
+        let set_lines: Vec<&Rendered<'_>> = lines.iter().filter(|r| r.pairs.is_some()).collect();
+        assert_eq!(set_lines.len(), 1, "{lines:?}");
+        let r = set_lines[0];
+        assert_eq!(
+            r.origins,
+            (base..base + AUTO_SET_MIN + 6).collect::<Vec<_>>()
+        );
+        let pairs = &r.pairs.as_ref().unwrap().pairs;
+        assert_eq!(pairs.len(), AUTO_SET_MIN + 6);
+        assert!(pairs.contains(&("198.51.100.1/32".parse().unwrap(), 9000)));
+        // Pairs, not sources times ports.
+        assert!(!pairs.contains(&("198.51.100.1/32".parse().unwrap(), 9001)));
+        let v4 = crate::render::render(&p, crate::render::Format::Restore);
+        let name = &r.pairs.as_ref().unwrap().name;
+        assert!(
+            v4.contains(&format!("-A INPUT -p tcp -m set --match-set {name} src,dst -m conntrack --ctstate NEW -m comment --comment web -j ACCEPT\n")),
+            "{v4}"
+        );
+        assert_eq!(
+            v4.lines().filter(|l| l.starts_with("-A ")).count(),
+            1,
+            "{v4}"
+        );
+        let ipset = crate::render::render(&p, crate::render::Format::Ipset);
+        assert!(
+            ipset.contains(&format!(
+                "create {name} hash:net,port family inet maxelem 65536 -exist\n"
+            )),
+            "{ipset}"
+        );
+        assert!(
+            ipset.contains(&format!("add {name} 198.51.100.1/32,tcp:9000\n")),
+            "{ipset}"
+        );
+        let sh = crate::render::render(&p, crate::render::Format::Sh);
+        assert!(
+            sh.contains(&format!("ipset swap {name}-new {name}")),
+            "{sh}"
+        );
+        assert!(sh.contains("(1 IPv4 and "), "{sh}");
+        let nft = crate::nft::file(&p);
+        assert!(
+            nft.contains("\t\tip saddr . tcp dport { 198.51.100.1 . 9000, 198.51.100.2 . 9001, "),
+            "{nft}"
+        );
+        let nft_rules = crate::nft::chain_rules(&p, Chain::Input);
+        assert!(nft_rules.iter().any(|r| r
+            .pairs
+            .as_ref()
+            .is_some_and(|p| p.len() == AUTO_SET_MIN + 6)));
+    }
+
+    #[test]
+    fn short_or_broken_runs_stay_rules() {
+        // One short of the threshold.
+        let p = build(long_run(AUTO_SET_MIN - 1));
+        let lines = rendered_lines(&p, Family::V4, Chain::Input);
+        assert!(lines.iter().all(|r| r.pairs.is_none()));
+        assert!(crate::nft::chain_rules(&p, Chain::Input)
+            .iter()
+            .all(|r| r.pairs.is_none()));
+        assert!(!crate::render::render(&p, crate::render::Format::Sh).contains("ipset"));
+        // Long enough, but a log rule, a rate-limited rule, a rule with a source port, a
+        // port range or another comment in the middle leaves two runs too short.
+        let breakers = [
+            RuleBuilder::new(Action::Log, crate::value::Direction::In)
+                .proto(Protocol::Tcp)
+                .from("198.51.100.200")
+                .to_ports(&["22"]),
+            tcp_in(&["22"])
+                .from("198.51.100.200")
+                .limit(5, RateUnit::Second, None),
+            tcp_in(&["22"])
+                .from("198.51.100.200")
+                .from_ports(&["1024:"]),
+            tcp_in(&["20:21"]).from("198.51.100.200"),
+            tcp_in(&["22"]).from("198.51.100.200").comment("other"),
+            tcp_in(&["22"])
+                .from("198.51.100.200")
+                .state(&[State::Established]),
+        ];
+        for breaker in breakers {
+            let mut rules = long_run(AUTO_SET_MIN + 10);
+            rules.insert(AUTO_SET_MIN / 2, breaker.clone());
+            let p = build(rules);
+            let lines = rendered_lines(&p, Family::V4, Chain::Input);
+            assert!(lines.iter().all(|r| r.pairs.is_none()), "{breaker:?}");
+            assert!(
+                crate::nft::chain_rules(&p, Chain::Input)
+                    .iter()
+                    .all(|r| r.pairs.is_none()),
+                "{breaker:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pair_elements_drop_covered_pairs() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let got = pair_elements(vec![
+            (n("198.51.100.7/32"), 80),
+            (n("198.51.100.0/24"), 80),
+            (n("198.51.100.7/32"), 81),
+            (n("198.51.100.0/24"), 80),
+            (n("203.0.113.0/25"), 80),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                (n("198.51.100.0/24"), 80),
+                (n("203.0.113.0/25"), 80),
+                (n("198.51.100.7/32"), 81)
+            ]
+        );
+    }
+
+    #[test]
+    fn pair_set_names_fit_and_cannot_be_a_policy_sets() {
+        let pairs = vec![("198.51.100.0/24".parse().unwrap(), 80)];
+        for chain in Chain::ALL {
+            for family in Family::ALL {
+                let name = pair_set_name(chain, family, 3, Protocol::Tcp, &pairs);
+                assert_eq!(name, pair_set_name(chain, family, 3, Protocol::Tcp, &pairs));
+                assert!(format!("{name}-new").len() <= 31, "{name}");
+                assert!(name.starts_with("vpsfw-"));
+                assert!(name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                // Policy sets' ipsets end in -4/-6 (before -new/-old): these never do.
+                assert!(!name.ends_with("-4") && !name.ends_with("-6"), "{name}");
+                assert_ne!(name, pair_set_name(chain, family, 4, Protocol::Tcp, &pairs));
+            }
+        }
     }
 
     #[test]
