@@ -339,6 +339,22 @@ pub(crate) fn restore_body(
     layout: Layout,
     stamp: Option<&str>,
 ) {
+    restore_body_of(out, policy, &family_lines(policy, family), layout, stamp);
+}
+
+/// Both families' rendered lines, worked out once for a whole output.
+pub(crate) fn all_lines(policy: &Policy) -> [Vec<Rendered<'_>>; 2] {
+    Family::ALL.map(|f| family_lines(policy, f))
+}
+
+/// [`restore_body`] of lines already worked out ([`family_lines`]).
+pub(crate) fn restore_body_of(
+    out: &mut String,
+    policy: &Policy,
+    lines: &[Rendered<'_>],
+    layout: Layout,
+    stamp: Option<&str>,
+) {
     out.push_str("*filter\n");
     let d = policy.defaults();
     for chain in Chain::ALL {
@@ -357,8 +373,8 @@ pub(crate) fn restore_body(
     if let Some(stamp) = stamp {
         let _ = writeln!(out, ":{} - [0:0]", stamp_chain(stamp));
     }
-    for line in family_lines(policy, family) {
-        write_rule(out, &line, Quote::Double, layout);
+    for line in lines {
+        write_rule(out, line, Quote::Double, layout);
         out.push('\n');
     }
     out.push_str("COMMIT\n");
@@ -376,9 +392,11 @@ pub fn stamp(policy: &Policy) -> String {
 
 fn compute_stamp(policy: &Policy) -> String {
     let mut body = String::new();
-    restore_body(&mut body, policy, Family::V4, Layout::Table, None);
-    restore_body(&mut body, policy, Family::V6, Layout::Table, None);
-    for set in ipsets(policy) {
+    let lines = all_lines(policy);
+    for l in &lines {
+        restore_body_of(&mut body, policy, l, Layout::Table, None);
+    }
+    for set in ipsets_of(policy, &lines) {
         ipset_restore_lines(&mut body, &set, &set.name);
     }
     let hash = crate::ruleset::fnv(body.bytes());
@@ -472,6 +490,11 @@ pub(crate) struct Ipset {
 
 /// The ipsets a policy needs: one per set and family it has elements in.
 pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
+    ipsets_of(policy, &all_lines(policy))
+}
+
+/// [`ipsets`], the pair sets taken from lines already worked out ([`all_lines`]).
+pub(crate) fn ipsets_of(policy: &Policy, lines: &[Vec<Rendered<'_>>; 2]) -> Vec<Ipset> {
     let mut out = Vec::new();
     for set in policy.sets() {
         for f in Family::ALL.into_iter().filter(|f| set.has(*f)) {
@@ -490,8 +513,8 @@ pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
     }
     // The pair sets of long runs of rules (see `ruleset::AUTO_SET_MIN`).
     for f in Family::ALL {
-        for line in family_lines(policy, f) {
-            let Some(p) = line.pairs else { continue };
+        for line in &lines[f as usize] {
+            let Some(p) = &line.pairs else { continue };
             let proto = proto_name(p.proto);
             let elements: Vec<String> = p
                 .pairs
@@ -499,7 +522,7 @@ pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
                 .map(|(net, port)| format!("{net},{proto}:{port}"))
                 .collect();
             out.push(Ipset {
-                name: p.name,
+                name: p.name.clone(),
                 kind: "hash:net,port",
                 family: if f == Family::V4 { "inet" } else { "inet6" },
                 maxelem: elements.len().next_power_of_two().max(65536),
@@ -591,7 +614,8 @@ pub(crate) const EOF_MARK: &str = "VPSFW_END_OF_RULES";
 /// (empty chains change nothing), then filled with `--noflush`.
 pub fn sh(policy: &Policy, layout: Layout) -> String {
     let stamp = stamp(policy);
-    let count = |f| family_lines(policy, f).len();
+    let lines = all_lines(policy);
+    let count = |f: Family| lines[f as usize].len();
     let mut out = String::from("#!/bin/sh\n");
     out.push_str(&header(
         policy,
@@ -645,13 +669,19 @@ done
             " --noflush"
         }
     };
-    let sets = ipsets(policy);
+    let sets = ipsets_of(policy, &lines);
     if !sets.is_empty() {
         write_set_functions(&mut out, &sets);
     }
     for (family, name) in [(Family::V4, "rules_v4"), (Family::V6, "rules_v6")] {
         let _ = writeln!(out, "\n{name}() {{\n    cat <<'{EOF_MARK}'");
-        restore_body(&mut out, policy, family, layout, Some(&stamp));
+        restore_body_of(
+            &mut out,
+            policy,
+            &lines[family as usize],
+            layout,
+            Some(&stamp),
+        );
         let _ = writeln!(out, "{EOF_MARK}\n}}");
     }
     // With sets, every way out after the swap puts the old set contents back.

@@ -282,12 +282,16 @@ pub fn pair_set_name(
         Family::V4 => 4,
         Family::V6 => 6,
     };
-    let mut text = format!("{c}{f} {ordinal} {proto:?}");
+    let mut bytes: Vec<u8> = format!("{c}{f} {ordinal} {proto:?}").into_bytes();
     for (net, port) in pairs {
-        use std::fmt::Write as _;
-        let _ = write!(text, " {net},{port}");
+        match net.network() {
+            std::net::IpAddr::V4(a) => bytes.extend(a.octets()),
+            std::net::IpAddr::V6(a) => bytes.extend(a.octets()),
+        }
+        bytes.push(net.prefix_len());
+        bytes.extend(port.to_be_bytes());
     }
-    let hash = fnv(text.bytes()) >> 16;
+    let hash = fnv(bytes) >> 16;
     format!("vpsfw-{c}{f}-{hash:012x}")
 }
 
