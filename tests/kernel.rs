@@ -221,6 +221,16 @@ mod linux {
                 ));
             }
         }
+        for layout in [vpsfw::Layout::Table, vpsfw::Layout::Chains] {
+            all.push((
+                format!("merge::iptables::edited_run_leaves_no_stale_set_{layout:?}")
+                    .to_lowercase(),
+                Box::new(move || {
+                    crate::support::merge_kernel::edited_run_leaves_no_stale_set(layout)
+                        .map_err(Failed::from)
+                }),
+            ));
+        }
         all.push((
             "coexist::iptables_own_chains_keep_other_tools_rules".to_owned(),
             Box::new(move || {

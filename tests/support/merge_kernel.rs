@@ -147,6 +147,11 @@ pub fn ports_merged(nft: bool) -> Result<(), String> {
 /// rule per family in the kernel, matching a set of (source, port) pairs. The first
 /// IPv4 rule's source is a network, 203.0.113.0/25.
 fn pair_policy() -> Policy {
+    pair_policy_with(9000)
+}
+
+/// [`pair_policy`] with the first IPv4 rule's port `first`.
+fn pair_policy_with(first: u16) -> Policy {
     let n = vpsfw::ruleset::AUTO_SET_MIN + 6;
     let mut rules = Vec::new();
     for i in 0..n {
@@ -155,7 +160,7 @@ fn pair_policy() -> Policy {
         } else {
             format!("198.51.100.{i}")
         };
-        rules.push(allow(&src, 9000 + i as u16));
+        rules.push(allow(&src, if i == 0 { first } else { 9000 + i as u16 }));
     }
     for i in 0..n {
         rules.push(allow(
@@ -260,4 +265,64 @@ pub fn apply_then_diff_unchanged(nft: bool) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&dir);
     result??;
     probe_all(&lab, &policy, &PAIR_PROBES[..3], 48000)
+}
+
+/// Editing one rule of a long run changes its pair set's name (the name follows the
+/// contents, so the new set and the rules using it load while the old set still
+/// serves the old rules). `--apply` then removes the old set, with `--own-chains` too:
+/// after an edit the namespace holds exactly the sets the policy names, and the edited
+/// rule's new port gets in where the old one no longer does.
+pub fn edited_run_leaves_no_stale_set(layout: vpsfw::Layout) -> Result<(), String> {
+    use vpsfw::apply::{self, Options};
+    use vpsfw::live::{Backend, Managed};
+    let probes: &[(&str, u16, bool)] = &[("203.0.113.5", 9500, true), ("203.0.113.5", 9000, false)];
+    let lab = Lab::try_new(&peers(PAIR_PROBES))?;
+    let _listener = Listener::start(lab.vps(), &[9000, 9500])?;
+    let dir = std::env::temp_dir().join(format!(
+        "vpsfw-merge-stale-{}-{layout:?}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = Options {
+        managed: Managed {
+            backend: Backend::Iptables,
+            layout,
+        },
+        rollback_after: None,
+        state_dir: dir.join("state"),
+    };
+    let (before, after) = (pair_policy(), pair_policy_with(9500));
+    let result = super::netns::in_netns(lab.vps(), || -> Result<(), String> {
+        apply::apply(&before, &opts).map_err(|e| format!("apply: {e}"))?;
+        apply::apply(&after, &opts).map_err(|e| format!("apply the edit: {e}"))?;
+        Ok(())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result??;
+    let wanted = |p: &Policy| -> Vec<String> {
+        let mut names: Vec<String> = render(p, Format::Ipset)
+            .lines()
+            .filter_map(|l| l.strip_prefix("create "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    };
+    if wanted(&before) == wanted(&after) {
+        return Err("the edit did not change a pair set's name: nothing to test".into());
+    }
+    let out = lab.exec(lab.vps(), &["ipset", "list", "-n"])?;
+    let mut live: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    live.sort();
+    if live != wanted(&after) {
+        return Err(format!(
+            "sets after the edit: {live:?}, the policy's: {:?}",
+            wanted(&after)
+        ));
+    }
+    probe_all(&lab, &after, probes, 49000)
 }

@@ -455,11 +455,11 @@ fn commit(
             let v6 = Family::V6 as usize;
             run(restore_tool(Family::V6), &load, Some(&texts[v6]))
                 .map_err(|e| undo(Error::new(format!("loading the IPv6 ruleset failed: {e}"))))?;
-            if managed.layout == Layout::Table {
-                // Sets of earlier policies that no rule uses any more.
-                let Snapshot::Iptables(before, _) = &prepared.snapshot else {
-                    return Ok(());
-                };
+            // vpsfw's sets (`vpsfw-*`) that this policy does not have: an earlier
+            // policy's, or a long run's pair set whose contents (so name) changed. With
+            // `--own-chains` too: the kernel refuses to destroy a set a rule still uses,
+            // so only the unused ones go.
+            if let Snapshot::Iptables(before, _) = &prepared.snapshot {
                 for name in before.sets().keys() {
                     if !want.sets.iter().any(|s| s.name == *name) {
                         let _ = run("ipset", &["destroy", name], None);
