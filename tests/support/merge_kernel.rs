@@ -224,7 +224,18 @@ pub fn pair_set(nft: bool) -> Result<(), String> {
     probe_all(&lab, &policy, PAIR_PROBES, 46000)?;
     // Loading again (the sh script swaps the sets' contents in) changes nothing.
     load(&lab, &policy, nft)?;
-    probe_all(&lab, &policy, PAIR_PROBES, 47000)
+    probe_all(&lab, &policy, PAIR_PROBES, 47000)?;
+    if !nft {
+        // The one-command-per-rule listing creates the sets its rules name, into an
+        // empty namespace.
+        let fresh = Lab::try_new(&peers(PAIR_PROBES))?;
+        let _listener = Listener::start(fresh.vps(), &ports(PAIR_PROBES))?;
+        fresh
+            .run_sh(fresh.vps(), &render(&policy, Format::Commands))
+            .map_err(|e| format!("the commands listing failed: {e}"))?;
+        probe_all(&fresh, &policy, PAIR_PROBES, 50000)?;
+    }
+    Ok(())
 }
 
 /// `--apply` then `--diff` at the library level (the example binaries have no

@@ -435,6 +435,16 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
     out.push_str(
         "# Not atomic: while these run the firewall is open. Use the default `sh` format to apply.\n",
     );
+    let lines = all_lines(policy);
+    let sets = ipsets_of(policy, &lines);
+    if !sets.is_empty() {
+        // The rules name the sets: they must exist (and hold their elements) first.
+        let _ = writeln!(out, "\n# address sets\nipset -exist restore <<'{EOF_MARK}'");
+        for set in &sets {
+            ipset_restore_lines(&mut out, set, &set.name);
+        }
+        let _ = writeln!(out, "{EOF_MARK}");
+    }
     for (family, tool) in [(Family::V4, "iptables"), (Family::V6, "ip6tables")] {
         let _ = writeln!(out, "\n# {family}");
         match layout {
@@ -459,7 +469,7 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
                 let _ = writeln!(out, "{tool} -t filter -N {stamp} 2>/dev/null || true");
             }
         }
-        for line in family_lines(policy, family) {
+        for line in &lines[family as usize] {
             let _ = write!(out, "{tool} -t filter ");
             write_rule(&mut out, &line, Quote::Single, layout);
             out.push('\n');
