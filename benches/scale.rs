@@ -521,6 +521,8 @@ impl Netns {
         self.time(&["iptables-restore"], Some(empty))?;
         self.time(&["ip6tables-restore"], Some(empty))?;
         let _ = self.time(&["nft", "delete", "table", "inet", "vpsfw"], None);
+        // The namespace's own sets, unused once the rules are flushed.
+        let _ = self.time(&["ipset", "destroy"], None);
         Ok(())
     }
 }
@@ -571,9 +573,16 @@ fn apply(bins: &[(usize, PathBuf)]) {
                 Ok(path)
             };
             let (v4, v6) = (file("restore")?, file("restore6")?);
-            let (nft, commands) = (file("nft")?, file("commands")?);
+            let (nft, commands, sets) = (file("nft")?, file("commands")?, file("ipset")?);
+            // The sets the rules name (long runs become one set match) load first.
+            let has_sets = std::fs::read_to_string(&sets).is_ok_and(|t| t.contains("\ncreate "));
             let both = format!(
-                "iptables-restore < {} && ip6tables-restore < {}",
+                "{}iptables-restore < {} && ip6tables-restore < {}",
+                if has_sets {
+                    format!("ipset -exist restore < {} && ", sets.display())
+                } else {
+                    String::new()
+                },
                 v4.display(),
                 v6.display()
             );
@@ -639,7 +648,7 @@ fn apply(bins: &[(usize, PathBuf)]) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    println!("(every command runs through `ip netns exec`; --apply is the policy binary itself: it reads the live rulesets, tests, saves, then loads both families; `restores` is iptables-restore then ip6tables-restore of the two files --apply loads)\n");
+    println!("(every command runs through `ip netns exec`; --apply is the policy binary itself: it reads the live rulesets, tests, saves, then loads both families; `restores` is ipset restore of the sets (when the policy has any), then iptables-restore and ip6tables-restore of the two files --apply loads)\n");
 }
 
 fn unsafe_geteuid() -> u32 {
@@ -738,6 +747,20 @@ fn aerleon_files(rules: &[(String, u16)]) -> [(&'static str, String); 3] {
 /// accept, with `-s`/`--source` and `--dport`/`--dports`.
 fn ipv4_rules(text: &str) -> (usize, std::collections::BTreeSet<(String, u16)>) {
     let (mut count, mut pairs, mut v6) = (0, std::collections::BTreeSet::new(), false);
+    // vpsfw's pair sets (`ipset restore`/`ipset save` text before the rules): an element
+    // `198.51.0.1,tcp:1000` is the pair a `-m set --match-set NAME src,dst` rule admits.
+    let mut sets: std::collections::HashMap<&str, Vec<(String, u16)>> = Default::default();
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        if let (Some("add"), Some(name), Some(elem)) = (w.next(), w.next(), w.next()) {
+            if let Some((net, port)) = elem.split_once(",tcp:") {
+                if let Ok(port) = port.parse() {
+                    let net = net.strip_suffix("/32").unwrap_or(net);
+                    sets.entry(name).or_default().push((net.to_owned(), port));
+                }
+            }
+        }
+    }
     for line in text.lines() {
         if line.starts_with('#') {
             if line.contains("ip6tables") {
@@ -758,6 +781,10 @@ fn ipv4_rules(text: &str) -> (usize, std::collections::BTreeSet<(String, u16)>) 
                 .find(|w| keys.contains(&w[0]))
                 .map(|w| w[1])
         };
+        if let Some(set) = after(&["--match-set"]) {
+            pairs.extend(sets.get(set).into_iter().flatten().cloned());
+            continue;
+        }
         let (Some(src), Some(ports)) = (
             after(&["-s", "--source"]),
             after(&["--dport", "--dports", "--destination-port"]),
@@ -986,13 +1013,17 @@ fn vpsfw_side(vpsfw: &Path, dir: &Path, n: usize) -> Result<(Side, Duration), St
     krate.write(&policy_main(n, None));
     krate.build(&target)?;
     let bin = target.join("debug").join(&krate.name);
-    let out = Command::new(&bin)
-        .args(["--format", "restore"])
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_CLIENT")
-        .output()
-        .map_err(|e| e.to_string())?;
-    let output = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The sets the rules name (a long run of rules is one set match), then the rules.
+    let mut output = String::new();
+    for format in ["ipset", "restore"] {
+        let out = Command::new(&bin)
+            .args(["--format", format])
+            .env_remove("SSH_CONNECTION")
+            .env_remove("SSH_CLIENT")
+            .output()
+            .map_err(|e| e.to_string())?;
+        output.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
     let ns = Netns::tagged(&format!("vpsfw-{n}"))?;
     let state = dir.join(format!("state-{n}"));
     let apply = [
@@ -1014,13 +1045,18 @@ fn vpsfw_side(vpsfw: &Path, dir: &Path, n: usize) -> Result<(Side, Duration), St
     })?;
     builds.sort();
     applies.sort();
+    let sets = ns.run(&["ipset", "save"], None, true)?.1;
     let live = ns.run(&["iptables-save"], None, true)?.1;
     Ok((
         Side {
             compile: builds[PEER_EDITS / 2],
             output,
             loaded,
-            live: String::from_utf8_lossy(&live).into_owned(),
+            live: format!(
+                "{}{}",
+                String::from_utf8_lossy(&sets),
+                String::from_utf8_lossy(&live)
+            ),
         },
         applies[PEER_EDITS / 2],
     ))
@@ -1029,12 +1065,17 @@ fn vpsfw_side(vpsfw: &Path, dir: &Path, n: usize) -> Result<(Side, Duration), St
 /// vpsfw's IPv4 file loaded into an empty namespace by iptables-restore and by
 /// iptables-legacy-restore (medians of 3): how much of a load the backend is.
 fn backends(dir: &Path, n: usize, v4: &str) -> Result<String, String> {
+    // `v4` is vpsfw's `ipset` output then its restore file: the sets go in first.
+    let (sets, v4) = v4.split_at(v4.find("*filter").unwrap_or(0));
     let file = dir.join(format!("backends-{n}.v4"));
+    let set_file = dir.join(format!("backends-{n}.ipset"));
     std::fs::write(&file, v4).map_err(|e| e.to_string())?;
+    std::fs::write(&set_file, sets).map_err(|e| e.to_string())?;
     let mut times = Vec::new();
     for tool in ["iptables-restore", "iptables-legacy-restore"] {
         times.push(median_try(3, |_| {
             let ns = Netns::tagged(&format!("backend-{n}"))?;
+            ns.time(&["ipset", "-exist", "restore"], Some(&set_file))?;
             ns.time(&[tool], Some(&file))
         })?);
     }

@@ -471,7 +471,7 @@ pub fn commands(policy: &Policy, layout: Layout) -> String {
         }
         for line in &lines[family as usize] {
             let _ = write!(out, "{tool} -t filter ");
-            write_rule(&mut out, &line, Quote::Single, layout);
+            write_rule(&mut out, line, Quote::Single, layout);
             out.push('\n');
         }
         let d = policy.defaults();
