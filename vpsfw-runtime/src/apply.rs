@@ -344,13 +344,15 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
         Backend::Iptables => {
             let layout = managed.layout;
             // The live state is read while the policy is rendered and, with the whole
-            // table and no sets (the texts then do not depend on the live state), while
-            // the IPv6 ruleset is tested.
+            // table (the text then does not depend on the live state) and no IPv6 set
+            // (the test needs the sets its rules name to exist), while the IPv6 ruleset
+            // is tested.
             let (live, want, tested) = std::thread::scope(|s| {
                 let reading = s.spawn(IptablesState::read);
                 let want = Wanted::new(policy, layout);
-                let tested = (layout == Layout::Table && want.sets.is_empty())
-                    .then(|| test_v6(&want.restore, layout));
+                let v6_sets = want.sets.iter().any(|set| set.family == "inet6");
+                let tested =
+                    (layout == Layout::Table && !v6_sets).then(|| test_v6(&want.restore, layout));
                 let live = reading
                     .join()
                     .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")));
@@ -361,9 +363,10 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
             let tables = live.tables();
             let texts = Family::ALL.map(|f| load_text(&want, &tables[f as usize], f, layout));
             if !unchanged {
-                if !want.sets.is_empty() {
+                if tested.is_none() && !want.sets.is_empty() {
                     // The rules can be tested only once their sets exist; a new, empty
-                    // set changes nothing, as no loaded rule uses it yet.
+                    // set changes nothing, as no loaded rule uses it yet. (Tested
+                    // early, they are created with their contents in `commit`.)
                     let mut create = String::new();
                     for set in &want.sets {
                         create.push_str(&format!("create {} {}\n", set.name, set.create_args()));
@@ -428,7 +431,12 @@ fn commit(
             }
             };
             if !want.sets.is_empty() {
+                // Each set exists before its new contents are swapped in (created here
+                // when `prepare` did not need to).
                 let mut script = String::new();
+                for set in &want.sets {
+                    script.push_str(&format!("create {} {}\n", set.name, set.create_args()));
+                }
                 for set in &want.sets {
                     render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
                     script.push_str(&format!(
