@@ -303,13 +303,58 @@ pub fn edited_run_leaves_no_stale_set(layout: vpsfw::Layout) -> Result<(), Strin
         state_dir: dir.join("state"),
     };
     let (before, after) = (pair_policy(), pair_policy_with(9500));
-    let result = super::netns::in_netns(lab.vps(), || -> Result<(), String> {
-        apply::apply(&before, &opts).map_err(|e| format!("apply: {e}"))?;
-        apply::apply(&after, &opts).map_err(|e| format!("apply the edit: {e}"))?;
+    // IPv6 as loaded, counters included, without the stamp chain.
+    let v6 = |lab: &Lab| -> Result<Vec<String>, String> {
+        let out = lab.exec(lab.vps(), &["ip6tables-save", "-c", "-t", "filter"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with(":vpsfw-"))
+            .map(str::to_owned)
+            .collect())
+    };
+    let first = super::netns::in_netns(lab.vps(), || {
+        apply::apply(&before, &opts).map_err(|e| format!("apply: {e}"))
+    });
+    let counted = first
+        .and_then(|r| r.map(drop))
+        .and_then(|()| probe_all(&lab, &before, &PAIR_PROBES[8..9], 49500))
+        .and_then(|()| v6(&lab));
+    let result = counted.and_then(|v6_before| {
+        super::netns::in_netns(lab.vps(), || {
+            apply::apply(&after, &opts).map_err(|e| format!("apply the edit: {e}"))
+        })??;
+        // The edit is in IPv4 only: IPv6 keeps its rules and their counters (it got only
+        // the new stamp), where a reload would have zeroed them.
+        let v6_after = v6(&lab)?;
+        if v6_after != v6_before {
+            return Err(format!(
+                "IPv6 changed with an IPv4 edit:\n{v6_before:#?}\n{v6_after:#?}"
+            ));
+        }
+        if !v6_before
+            .iter()
+            .any(|l| l.contains("--match-set") && !l.starts_with("[0:0]"))
+        {
+            return Err(format!("no IPv6 packet was counted:\n{v6_before:#?}"));
+        }
+        let stamp = format!(":vpsfw-{} ", vpsfw::render::stamp(&after));
+        let out = lab.exec(lab.vps(), &["ip6tables-save", "-t", "filter"])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stamps: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(':')
+                    .and_then(|l| l.split(' ').next())
+                    .is_some_and(vpsfw::render::is_stamp_chain)
+            })
+            .collect();
+        if stamps.len() != 1 || !stamps[0].starts_with(&stamp) {
+            return Err(format!("IPv6 stamp chains after the edit: {stamps:?}"));
+        }
         Ok(())
     });
     let _ = std::fs::remove_dir_all(&dir);
-    result??;
+    result?;
     let wanted = |p: &Policy| -> Vec<String> {
         let mut names: Vec<String> = render(p, Format::Ipset)
             .lines()

@@ -306,6 +306,44 @@ fn load_text(want: &Wanted, live: &live::Table, f: Family, layout: Layout) -> St
     format!("{body}{extra}COMMIT\n")
 }
 
+/// What `commit` loads into one family.
+enum Load {
+    /// The whole ruleset ([`load_text`]).
+    Full(String),
+    /// The family already holds the policy's rules: only its stamp chain changes, with
+    /// `--noflush`, so its counters stay (an edit of IPv4 rules leaves IPv6 alone).
+    Stamp(String),
+    /// The family is as the policy has it, stamp included.
+    Nothing,
+}
+
+/// The stamp update of a family whose rules are already the policy's.
+fn stamp_load(live: &live::Table, stamp: &str) -> Load {
+    let stamps = live.stamps();
+    let mut body = String::new();
+    if !stamps.iter().any(|s| s == stamp) {
+        body.push_str(&format!(":{} - [0:0]\n", render::stamp_chain(stamp)));
+    }
+    for s in stamps.iter().filter(|s| *s != stamp) {
+        body.push_str(&format!("-X {}\n", render::stamp_chain(s)));
+    }
+    if body.is_empty() {
+        Load::Nothing
+    } else {
+        Load::Stamp(format!("*filter\n{body}COMMIT\n"))
+    }
+}
+
+/// Loads one family.
+fn load(f: Family, what: &Load, layout: Layout) -> Result<(), Error> {
+    match what {
+        Load::Full(text) => run(restore_tool(f), &restore_args(layout, false), Some(text)),
+        Load::Stamp(text) => run(restore_tool(f), &["-w", "10", "--noflush"], Some(text)),
+        Load::Nothing => return Ok(()),
+    }
+    .map(drop)
+}
+
 fn restore_args(layout: Layout, test: bool) -> Vec<&'static str> {
     let mut args = vec!["-w", "10"];
     if layout == Layout::Chains {
@@ -323,11 +361,11 @@ fn restore_args(layout: Layout, test: bool) -> Vec<&'static str> {
 /// ruleset changes nothing by itself, and IPv6, loaded second, is known to pass by
 /// then. Either way a ruleset the kernel refuses leaves both families as they were,
 /// at the cost of one test pass instead of two.
-fn test_v6(texts: &[String; 2], layout: Layout) -> Result<String, Error> {
+fn test_v6(text: &str, layout: Layout) -> Result<String, Error> {
     run(
         restore_tool(Family::V6),
         &restore_args(layout, true),
-        Some(&texts[Family::V6 as usize]),
+        Some(text),
     )
 }
 
@@ -335,8 +373,8 @@ fn test_v6(texts: &[String; 2], layout: Layout) -> Result<String, Error> {
 struct Prepared {
     snapshot: Snapshot,
     unchanged: bool,
-    /// iptables: the texts to load.
-    texts: Option<[String; 2]>,
+    /// iptables: what to load, per family.
+    texts: Option<[Load; 2]>,
 }
 
 fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
@@ -351,8 +389,8 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
                 let reading = s.spawn(IptablesState::read);
                 let want = Wanted::new(policy, layout);
                 let v6_sets = want.sets.iter().any(|set| set.family == "inet6");
-                let tested =
-                    (layout == Layout::Table && !v6_sets).then(|| test_v6(&want.restore, layout));
+                let tested = (layout == Layout::Table && !v6_sets)
+                    .then(|| test_v6(&want.restore[Family::V6 as usize], layout));
                 let live = reading
                     .join()
                     .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")));
@@ -361,7 +399,15 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
             let live = live?;
             let unchanged = live::iptables_unchanged(&live, &want, layout);
             let tables = live.tables();
-            let texts = Family::ALL.map(|f| load_text(&want, &tables[f as usize], f, layout));
+            // A family whose rules are already the policy's only gets the new stamp.
+            let texts = Family::ALL.map(|f| {
+                let live = &tables[f as usize];
+                if live.view(layout) == want.tables()[f as usize].view(layout) {
+                    stamp_load(live, &want.stamp)
+                } else {
+                    Load::Full(load_text(&want, live, f, layout))
+                }
+            });
             if !unchanged {
                 if tested.is_none() && !want.sets.is_empty() {
                     // The rules can be tested only once their sets exist; a new, empty
@@ -373,13 +419,15 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
                     }
                     run("ipset", &["-exist", "restore"], Some(&create))?;
                 }
-                tested
-                    .unwrap_or_else(|| test_v6(&texts, layout))
-                    .map_err(|e| {
-                        Error::new(format!(
-                            "the IPv6 ruleset was refused (nothing was changed): {e}"
-                        ))
-                    })?;
+                if let Load::Full(text) = &texts[Family::V6 as usize] {
+                    tested
+                        .unwrap_or_else(|| test_v6(text, layout))
+                        .map_err(|e| {
+                            Error::new(format!(
+                                "the IPv6 ruleset was refused (nothing was changed): {e}"
+                            ))
+                        })?;
+                }
             }
             Ok((
                 Prepared {
@@ -430,14 +478,32 @@ fn commit(
                 )),
             }
             };
-            if !want.sets.is_empty() {
+            // The sets whose live contents differ (a set of the same name and contents
+            // is left as it is).
+            let live_sets = match &prepared.snapshot {
+                Snapshot::Iptables(before, _) => before.sets(),
+                Snapshot::Nft(_) => Default::default(),
+            };
+            let changed: Vec<&render::Ipset> = want
+                .sets
+                .iter()
+                .filter(|set| {
+                    let wanted: std::collections::BTreeSet<String> = set
+                        .elements
+                        .iter()
+                        .filter_map(|e| live::canonical_elem(e))
+                        .collect();
+                    live_sets.get(&set.name) != Some(&wanted)
+                })
+                .collect();
+            if !changed.is_empty() {
                 // Each set exists before its new contents are swapped in (created here
                 // when `prepare` did not need to).
                 let mut script = String::new();
-                for set in &want.sets {
+                for set in &changed {
                     script.push_str(&format!("create {} {}\n", set.name, set.create_args()));
                 }
-                for set in &want.sets {
+                for set in &changed {
                     render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
                     script.push_str(&format!(
                         "swap {n}-new {n}\ndestroy {n}-new\n",
@@ -450,18 +516,16 @@ fn commit(
             }
             // IPv4 first: refused, it changed nothing (one transaction); only the sets,
             // if any were swapped in, go back. IPv6 was tested before anything changed.
-            let load = restore_args(managed.layout, false);
-            let v4 = Family::V4 as usize;
-            if let Err(e) = run(restore_tool(Family::V4), &load, Some(&texts[v4])) {
+            let layout = managed.layout;
+            if let Err(e) = load(Family::V4, &texts[Family::V4 as usize], layout) {
                 let e = Error::new(format!("the IPv4 ruleset was refused: {e}"));
-                return Err(if want.sets.is_empty() {
+                return Err(if changed.is_empty() {
                     Error::new(format!("{e} (nothing was changed)"))
                 } else {
                     undo(e)
                 });
             }
-            let v6 = Family::V6 as usize;
-            run(restore_tool(Family::V6), &load, Some(&texts[v6]))
+            load(Family::V6, &texts[Family::V6 as usize], layout)
                 .map_err(|e| undo(Error::new(format!("loading the IPv6 ruleset failed: {e}"))))?;
             // vpsfw's sets (`vpsfw-*`) that this policy does not have: an earlier
             // policy's, or a long run's pair set whose contents (so name) changed. With

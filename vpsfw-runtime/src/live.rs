@@ -540,7 +540,7 @@ fn parse_elem(text: &str) -> Option<IpNet> {
 /// A set element as vpsfw writes it and as `ipset save` prints it, in one form: the
 /// network with its prefix (`ipset save` leaves `/32` out), then for `hash:net,port`
 /// the `,proto:port` part as printed.
-fn canonical_elem(text: &str) -> Option<String> {
+pub(crate) fn canonical_elem(text: &str) -> Option<String> {
     match text.split_once(',') {
         Some((net, rest)) => Some(format!(
             "{},{}",
