@@ -275,6 +275,15 @@ pub fn apply_then_diff_unchanged(nft: bool) -> Result<(), String> {
     });
     let _ = std::fs::remove_dir_all(&dir);
     result??;
+    if !nft {
+        // The temporary sets an apply fills (`NAME-new`) are gone, also after the
+        // apply that found nothing to change.
+        let out = lab.exec(lab.vps(), &["ipset", "list", "-n"])?;
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        if names.lines().any(|n| n.ends_with("-new")) {
+            return Err(format!("temporary sets left behind:\n{names}"));
+        }
+    }
     probe_all(&lab, &policy, &PAIR_PROBES[..3], 48000)
 }
 

@@ -377,58 +377,104 @@ struct Prepared {
     texts: Option<[Load; 2]>,
 }
 
+/// What to load into each family, once the live state is known; the IPv6 ruleset
+/// tested (now, if it was not while reading).
+fn prepare_iptables(
+    live: &IptablesState,
+    want: &Wanted,
+    layout: Layout,
+    unchanged: bool,
+    tested: Option<Result<String, Error>>,
+) -> Result<[Load; 2], Error> {
+    let tables = live.tables();
+    // A family whose rules are already the policy's only gets the new stamp.
+    let texts = Family::ALL.map(|f| {
+        let live = &tables[f as usize];
+        if live.view(layout) == want.tables()[f as usize].view(layout) {
+            stamp_load(live, &want.stamp)
+        } else {
+            Load::Full(load_text(want, live, f, layout))
+        }
+    });
+    if !unchanged {
+        if tested.is_none() && !want.sets.is_empty() {
+            // The rules can be tested only once their sets exist; a new, empty set
+            // changes nothing, as no loaded rule uses it yet. (Tested early, they are
+            // created in `commit`.)
+            let mut create = String::new();
+            for set in &want.sets {
+                create.push_str(&format!("create {} {}\n", set.name, set.create_args()));
+            }
+            run("ipset", &["-exist", "restore"], Some(&create))?;
+        }
+        if let Load::Full(text) = &texts[Family::V6 as usize] {
+            tested
+                .unwrap_or_else(|| test_v6(text, layout))
+                .map_err(|e| {
+                    Error::new(format!(
+                        "the IPv6 ruleset was refused (nothing was changed): {e}"
+                    ))
+                })?;
+        }
+    }
+    Ok(texts)
+}
+
+/// Removes the temporary sets `prepare` filled (`NAME-new`), each on its own: one that
+/// a failed fill never created does not keep the others.
+fn drop_new_sets(sets: &[render::Ipset]) {
+    for set in sets {
+        let _ = run("ipset", &["destroy", &format!("{}-new", set.name)], None);
+    }
+}
+
 fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
     match managed.backend {
         Backend::Iptables => {
             let layout = managed.layout;
-            // The live state is read while the policy is rendered and, with the whole
-            // table (the text then does not depend on the live state) and no IPv6 set
-            // (the test needs the sets its rules name to exist), while the IPv6 ruleset
-            // is tested.
-            let (live, want, tested) = std::thread::scope(|s| {
+            // The live state is read while the policy is rendered, while the sets' new
+            // contents fill temporary sets (`NAME-new`: no rule uses them, so this
+            // changes nothing until `commit` swaps them in) and, with the whole table
+            // (the text then does not depend on the live state) and no IPv6 set (the
+            // test needs the sets its rules name to exist), while the IPv6 ruleset is
+            // tested.
+            let (live, want, tested, filled) = std::thread::scope(|s| {
                 let reading = s.spawn(IptablesState::read);
                 let want = Wanted::new(policy, layout);
+                let mut script = String::new();
+                for set in &want.sets {
+                    render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
+                }
+                let filling = (!script.is_empty()).then(|| {
+                    s.spawn(move || run("ipset", &["-exist", "restore"], Some(&script)).map(drop))
+                });
                 let v6_sets = want.sets.iter().any(|set| set.family == "inet6");
                 let tested = (layout == Layout::Table && !v6_sets)
                     .then(|| test_v6(&want.restore[Family::V6 as usize], layout));
                 let live = reading
                     .join()
                     .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")));
-                (live, want, tested)
+                let filled = filling.map_or(Ok(()), |f| {
+                    f.join()
+                        .unwrap_or_else(|_| Err(Error::new("filling the address sets panicked")))
+                });
+                (live, want, tested, filled)
             });
-            let live = live?;
-            let unchanged = live::iptables_unchanged(&live, &want, layout);
-            let tables = live.tables();
-            // A family whose rules are already the policy's only gets the new stamp.
-            let texts = Family::ALL.map(|f| {
-                let live = &tables[f as usize];
-                if live.view(layout) == want.tables()[f as usize].view(layout) {
-                    stamp_load(live, &want.stamp)
-                } else {
-                    Load::Full(load_text(&want, live, f, layout))
-                }
-            });
-            if !unchanged {
-                if tested.is_none() && !want.sets.is_empty() {
-                    // The rules can be tested only once their sets exist; a new, empty
-                    // set changes nothing, as no loaded rule uses it yet. (Tested
-                    // early, they are created with their contents in `commit`.)
-                    let mut create = String::new();
-                    for set in &want.sets {
-                        create.push_str(&format!("create {} {}\n", set.name, set.create_args()));
-                    }
-                    run("ipset", &["-exist", "restore"], Some(&create))?;
-                }
-                if let Load::Full(text) = &texts[Family::V6 as usize] {
-                    tested
-                        .unwrap_or_else(|| test_v6(text, layout))
-                        .map_err(|e| {
-                            Error::new(format!(
-                                "the IPv6 ruleset was refused (nothing was changed): {e}"
-                            ))
-                        })?;
-                }
+            let prepared = (|| {
+                let live = live?;
+                filled.map_err(|e| {
+                    Error::new(format!(
+                        "filling the address sets failed (nothing was changed): {e}"
+                    ))
+                })?;
+                let unchanged = live::iptables_unchanged(&live, &want, layout);
+                let texts = prepare_iptables(&live, &want, layout, unchanged, tested)?;
+                Ok((live, unchanged, texts))
+            })();
+            if !matches!(prepared, Ok((_, false, _))) {
+                drop_new_sets(&want.sets);
             }
+            let (live, unchanged, texts) = prepared?;
             Ok((
                 Prepared {
                     snapshot: Snapshot::Iptables(live, layout),
@@ -496,21 +542,22 @@ fn commit(
                     live_sets.get(&set.name) != Some(&wanted)
                 })
                 .collect();
-            if !changed.is_empty() {
-                // Each set exists before its new contents are swapped in (created here
-                // when `prepare` did not need to).
+            if !want.sets.is_empty() {
+                // `prepare` filled each set's new contents into `NAME-new`: swap them
+                // in where the contents differ (the set created first when `prepare`
+                // did not need to), drop them where they do not.
                 let mut script = String::new();
                 for set in &changed {
                     script.push_str(&format!("create {} {}\n", set.name, set.create_args()));
                 }
-                for set in &changed {
-                    render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
-                    script.push_str(&format!(
-                        "swap {n}-new {n}\ndestroy {n}-new\n",
-                        n = set.name
-                    ));
+                for set in &want.sets {
+                    if changed.iter().any(|c| c.name == set.name) {
+                        script.push_str(&format!("swap {n}-new {n}\n", n = set.name));
+                    }
+                    script.push_str(&format!("destroy {}-new\n", set.name));
                 }
                 run("ipset", &["-exist", "restore"], Some(&script)).map_err(|e| {
+                    drop_new_sets(&want.sets);
                     undo(Error::new(format!("loading the address sets failed: {e}")))
                 })?;
             }

@@ -571,7 +571,8 @@ fn read_ipsets() -> Result<String, Error> {
     for line in text.lines() {
         let mut words = line.split_whitespace();
         if let (Some(_), Some(name)) = (words.next(), words.next()) {
-            if name.starts_with("vpsfw-") {
+            // `NAME-new`: the temporary copy an apply is filling, not live.
+            if name.starts_with("vpsfw-") && !name.ends_with("-new") {
                 out.push_str(line);
                 out.push('\n');
             }
