@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 use crate::model::{Policy, Rule, Target};
 use crate::render::{comment_text, header, EOF_MARK};
-use crate::ruleset::{mergeable, pair_elements, port_union, same_rest, AUTO_SET_MIN};
+use crate::ruleset::{long_runs, mergeable, port_union, run_pairs, same_rest, PairItem};
 use crate::value::{Action, Chain, Family, IcmpType, PortRange, Protocol, Verdict};
 
 /// The table vpsfw owns; nothing outside it is touched.
@@ -394,53 +394,47 @@ pub fn chain_rules(policy: &Policy, chain: Chain) -> Vec<NftRule<'_>> {
     nft_pair_runs(merged)
 }
 
+impl PairItem for NftRule<'_> {
+    fn pair_source(&self) -> Option<IpNet> {
+        pair_source(self)
+    }
+
+    fn joins(&self, head: &Self) -> bool {
+        self.family == head.family
+            && same_rest(head.rule, self.rule)
+            && head.rule.dst() == self.rule.dst()
+    }
+
+    fn pair_ports(&self) -> &[PortRange] {
+        self.dport.as_deref().unwrap_or_default()
+    }
+
+    fn pair_origins(&self) -> &[usize] {
+        &self.origins
+    }
+}
+
 /// Replaces each run of at least [`AUTO_SET_MIN`] adjacent rules that differ only in
 /// source network and single destination ports by one concatenated-set rule.
 fn nft_pair_runs(rules: Vec<NftRule<'_>>) -> Vec<NftRule<'_>> {
-    if rules.len() < AUTO_SET_MIN {
+    let runs = long_runs(&rules);
+    if runs.is_empty() {
         return rules;
     }
     let mut out = Vec::with_capacity(rules.len());
-    let mut i = 0;
-    while i < rules.len() {
-        let mut j = i + 1;
-        if pair_source(&rules[i]).is_some() {
-            let head = &rules[i];
-            while j < rules.len()
-                && pair_source(&rules[j]).is_some()
-                && rules[j].family == head.family
-                && same_rest(head.rule, rules[j].rule)
-                && head.rule.dst() == rules[j].rule.dst()
-            {
-                j += 1;
-            }
-        }
-        if j - i < AUTO_SET_MIN {
-            out.extend(rules[i..j].iter().cloned());
-            i = j;
-            continue;
-        }
-        let run = &rules[i..j];
-        let mut pairs = Vec::new();
-        let mut origins: Vec<usize> = Vec::new();
-        for r in run {
-            let net = pair_source(r).expect("checked above");
-            for p in r.dport.as_deref().unwrap_or_default() {
-                pairs.push((net, p.lo().get()));
-            }
-            for o in &r.origins {
-                if origins.last() != Some(o) {
-                    origins.push(*o);
-                }
-            }
-        }
-        let mut head = run[0].clone();
+    let mut at = 0;
+    for run in runs {
+        out.extend_from_slice(&rules[at..run.start]);
+        let items = &rules[run.clone()];
+        at = run.end;
+        let (pairs, origins) = run_pairs(items);
+        let mut head = items[0].clone();
         head.origins = origins;
         head.dport = None;
-        head.pairs = Some(pair_elements(pairs));
+        head.pairs = Some(pairs);
         out.push(head);
-        i = j;
     }
+    out.extend_from_slice(&rules[at..]);
     out
 }
 

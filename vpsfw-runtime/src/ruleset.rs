@@ -336,49 +336,95 @@ pub fn rendered_lines(policy: &Policy, family: Family, chain: Chain) -> Vec<Rend
     pair_runs(merged, family, chain)
 }
 
-/// Replaces each run of at least [`AUTO_SET_MIN`] adjacent lines that differ only in
-/// source network and single destination ports by one line matching a pair set.
-fn pair_runs(lines: Vec<Rendered<'_>>, family: Family, chain: Chain) -> Vec<Rendered<'_>> {
-    if lines.len() < AUTO_SET_MIN {
-        return lines;
+/// A rendered rule that may stand in a long run merged into one pair set (iptables
+/// lines and nft rules alike).
+pub(crate) trait PairItem {
+    /// Its source network, when it can join a pair set at all.
+    fn pair_source(&self) -> Option<IpNet>;
+    /// Whether it can join the run that `head` starts.
+    fn joins(&self, head: &Self) -> bool;
+    /// Its destination ports (single ports when it has a pair source).
+    fn pair_ports(&self) -> &[PortRange];
+    /// The policy rules it stands for.
+    fn pair_origins(&self) -> &[usize];
+}
+
+impl PairItem for Rendered<'_> {
+    fn pair_source(&self) -> Option<IpNet> {
+        pair_source(self)
     }
-    let mut out = Vec::with_capacity(lines.len());
-    let mut ordinal = 0;
+
+    fn joins(&self, head: &Self) -> bool {
+        same_rest(head.line.rule, self.line.rule) && head.line.dst == self.line.dst
+    }
+
+    fn pair_ports(&self) -> &[PortRange] {
+        self.dport.as_deref().unwrap_or_default()
+    }
+
+    fn pair_origins(&self) -> &[usize] {
+        &self.origins
+    }
+}
+
+/// The runs of at least [`AUTO_SET_MIN`] neighbours that one pair set can stand for,
+/// in order.
+pub(crate) fn long_runs<T: PairItem>(items: &[T]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    if items.len() < AUTO_SET_MIN {
+        return out;
+    }
     let mut i = 0;
-    while i < lines.len() {
+    while i < items.len() {
         let mut j = i + 1;
-        if pair_source(&lines[i]).is_some() {
-            let head = &lines[i].line;
-            while j < lines.len()
-                && pair_source(&lines[j]).is_some()
-                && same_rest(head.rule, lines[j].line.rule)
-                && head.dst == lines[j].line.dst
-            {
+        if items[i].pair_source().is_some() {
+            while j < items.len() && items[j].pair_source().is_some() && items[j].joins(&items[i]) {
                 j += 1;
             }
         }
-        if j - i < AUTO_SET_MIN {
-            out.extend(lines[i..j].iter().cloned());
-            i = j;
+        if j - i >= AUTO_SET_MIN {
+            out.push(i..j);
+        }
+        i = j;
+    }
+    out
+}
+
+/// The (source, port) pairs of a run ([`pair_elements`]) and the rules it stands for.
+pub(crate) fn run_pairs<T: PairItem>(run: &[T]) -> (Vec<(IpNet, u16)>, Vec<usize>) {
+    let (mut pairs, mut origins) = (Vec::new(), Vec::new());
+    for item in run {
+        if let Some(net) = item.pair_source() {
+            pairs.extend(item.pair_ports().iter().map(|p| (net, p.lo().get())));
+        }
+        for o in item.pair_origins() {
+            push_origin(&mut origins, *o);
+        }
+    }
+    (pair_elements(pairs), origins)
+}
+
+/// Replaces each run of at least [`AUTO_SET_MIN`] adjacent lines that differ only in
+/// source network and single destination ports by one line matching a pair set.
+fn pair_runs(lines: Vec<Rendered<'_>>, family: Family, chain: Chain) -> Vec<Rendered<'_>> {
+    let runs = long_runs(&lines);
+    if runs.is_empty() {
+        return lines;
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    let mut at = 0;
+    for (ordinal, run) in runs.into_iter().enumerate() {
+        out.extend_from_slice(&lines[at..run.start]);
+        let items = &lines[run.clone()];
+        at = run.end;
+        // A pair source implies tcp or udp.
+        let Some(proto) = items[0].line.rule.proto() else {
+            out.extend_from_slice(items);
             continue;
-        }
-        let run = &lines[i..j];
-        let mut pairs = Vec::new();
-        let mut origins = Vec::new();
-        for r in run {
-            let net = pair_source(r).expect("checked above");
-            for p in r.dport.as_deref().unwrap_or_default() {
-                pairs.push((net, p.lo().get()));
-            }
-            for o in &r.origins {
-                push_origin(&mut origins, *o);
-            }
-        }
-        let pairs = pair_elements(pairs);
-        let proto = run[0].line.rule.proto().expect("tcp or udp");
+        };
+        let (pairs, origins) = run_pairs(items);
         let name = pair_set_name(chain, family, ordinal, proto, &pairs);
-        ordinal += 1;
-        let mut line = run[0].line;
+        let mut line = items[0].line;
         line.src = None;
         line.dport = None;
         out.push(Rendered {
@@ -387,8 +433,8 @@ fn pair_runs(lines: Vec<Rendered<'_>>, family: Family, chain: Chain) -> Vec<Rend
             dport: None,
             pairs: Some(PairSet { name, proto, pairs }),
         });
-        i = j;
     }
+    out.extend_from_slice(&lines[at..]);
     out
 }
 
