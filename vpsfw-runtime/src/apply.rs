@@ -533,14 +533,7 @@ fn commit(
             let changed: Vec<&render::Ipset> = want
                 .sets
                 .iter()
-                .filter(|set| {
-                    let wanted: std::collections::BTreeSet<String> = set
-                        .elements
-                        .iter()
-                        .filter_map(|e| live::canonical_elem(e))
-                        .collect();
-                    live_sets.get(&set.name) != Some(&wanted)
-                })
+                .filter(|set| !live::set_is_live(&live_sets, set))
                 .collect();
             if !want.sets.is_empty() {
                 // `prepare` filled each set's new contents into `NAME-new`: swap them

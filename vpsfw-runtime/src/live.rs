@@ -540,7 +540,7 @@ fn parse_elem(text: &str) -> Option<IpNet> {
 /// A set element as vpsfw writes it and as `ipset save` prints it, in one form: the
 /// network with its prefix (`ipset save` leaves `/32` out), then for `hash:net,port`
 /// the `,proto:port` part as printed.
-pub(crate) fn canonical_elem(text: &str) -> Option<String> {
+fn canonical_elem(text: &str) -> Option<String> {
     match text.split_once(',') {
         Some((net, rest)) => Some(format!(
             "{},{}",
@@ -654,20 +654,26 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
         return false;
     }
     let live_sets = live.sets();
-    let sets_match = want.sets.iter().all(|set| {
-        let wanted: BTreeSet<String> = set
-            .elements
-            .iter()
-            .filter_map(|e| canonical_elem(e))
-            .collect();
-        live_sets.get(&set.name) == Some(&wanted)
-    });
+    let sets_match = want.sets.iter().all(|set| set_is_live(&live_sets, set));
     // Without --own-chains a load also removes the sets of earlier policies.
     let no_stale = layout == Layout::Chains
         || live_sets
             .keys()
             .all(|name| want.sets.iter().any(|s| s.name == *name));
     sets_match && no_stale
+}
+
+/// Whether the live sets ([`IptablesState::sets`]) hold `set` with exactly its elements.
+pub(crate) fn set_is_live(
+    live_sets: &BTreeMap<String, BTreeSet<String>>,
+    set: &render::Ipset,
+) -> bool {
+    let wanted: BTreeSet<String> = set
+        .elements
+        .iter()
+        .filter_map(|e| canonical_elem(e))
+        .collect();
+    live_sets.get(&set.name) == Some(&wanted)
 }
 
 /// Element changes of a set, at most ten shown each way.
