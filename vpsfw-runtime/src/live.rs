@@ -539,14 +539,19 @@ fn parse_elem(text: &str) -> Option<IpNet> {
 
 /// A set element as vpsfw writes it and as `ipset save` prints it, in one form: the
 /// network with its prefix (`ipset save` leaves `/32` out), then for `hash:net,port`
-/// the `,proto:port` part as printed.
+/// `,proto:port` with the protocol by name (vpsfw writes its number, `ipset save`
+/// prints the name).
 fn canonical_elem(text: &str) -> Option<String> {
     match text.split_once(',') {
-        Some((net, rest)) => Some(format!(
-            "{},{}",
-            parse_elem(net)?,
-            rest.to_ascii_lowercase()
-        )),
+        Some((net, rest)) => {
+            let rest = rest.to_ascii_lowercase();
+            let rest = match rest.split_once(':') {
+                Some(("6", port)) => format!("tcp:{port}"),
+                Some(("17", port)) => format!("udp:{port}"),
+                _ => rest,
+            };
+            Some(format!("{},{rest}", parse_elem(net)?))
+        }
         None => parse_elem(text).map(|n| n.to_string()),
     }
 }

@@ -125,6 +125,16 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
+/// The protocol number of a pair set's elements (`PROTO:PORT`).
+pub(crate) fn ipset_proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Icmp => 1,
+        Protocol::Icmpv6 => 58,
+    }
+}
+
 fn write_port_list(out: &mut String, ranges: &[PortRange]) {
     for (i, r) in ranges.iter().enumerate() {
         if i > 0 {
@@ -525,7 +535,10 @@ pub(crate) fn ipsets_of(policy: &Policy, lines: &[Vec<Rendered<'_>>; 2]) -> Vec<
     for f in Family::ALL {
         for line in &lines[f as usize] {
             let Some(p) = &line.pairs else { continue };
-            let proto = proto_name(p.proto);
+            // The protocol by number: given by name, `ipset restore` looks it up in
+            // /etc/protocols once per element, which doubles the time a large set takes
+            // to load (`ipset save` prints the name; `live::canonical_elem` maps both).
+            let proto = ipset_proto(p.proto);
             let elements: Vec<String> = p
                 .pairs
                 .iter()

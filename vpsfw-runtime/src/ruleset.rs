@@ -723,7 +723,7 @@ mod tests {
             "{ipset}"
         );
         assert!(
-            ipset.contains(&format!("add {name} 198.51.100.1/32,tcp:9000\n")),
+            ipset.contains(&format!("add {name} 198.51.100.1/32,6:9000\n")),
             "{ipset}"
         );
         let sh = crate::render::render(&p, crate::render::Format::Sh);
