@@ -63,10 +63,17 @@ pub fn trials() -> Vec<(String, Trial)> {
             Box::new(move || unconfirmed_apply_rolls_back_on_time(mode)),
         );
     }
-    add(
-        "refused_apply_changes_nothing::ipv6_test_refused".into(),
-        Box::new(refused_ipv6_test),
-    );
+    // The blocklist has sets: a refused apply must also take back the sets it created.
+    for example in ["web_server", "blocklist"] {
+        add(
+            format!("refused_apply_changes_nothing::ipv6_test_refused::{example}"),
+            Box::new(move || refused_ipv6_test(example)),
+        );
+        add(
+            format!("refused_apply_changes_nothing::ipv4_load_refused::{example}"),
+            Box::new(move || refused_ipv4_load(example)),
+        );
+    }
     add(
         "refused_apply_changes_nothing::ipv6_load_fails_after_ipv4".into(),
         Box::new(failed_ipv6_load),
@@ -958,9 +965,9 @@ fn hand_added_rule_shows_in_diff(mode: Mode) -> Result<(), String> {
 
 // --- 3. a refused apply ----------------------------------------------------------------
 
-/// `ip6tables-restore --test` refuses the new ruleset: exit 2, nothing changed, nothing
-/// pending.
-fn refused_ipv6_test() -> Result<(), String> {
+/// `ip6tables-restore --test` refuses the new ruleset: exit 2, nothing changed (the
+/// sets included), nothing pending.
+fn refused_ipv6_test(example: &str) -> Result<(), String> {
     let lab = Lab::try_new(&[])?;
     let scratch = Scratch::new("refused")?;
     lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
@@ -980,7 +987,48 @@ fn refused_ipv6_test() -> Result<(), String> {
         cat(&[&["--apply", "--no-rollback"], &st]),
         cat(&[&["--apply", "--own-chains", "--rollback-after", "2"], &st]),
     ] {
-        let r = run_bin_env(&lab, "web_server", &args, &[("PATH", path.clone())])?;
+        let r = run_bin_env(&lab, example, &args, &[("PATH", path.clone())])?;
+        r.expect_said(2, "refused")?;
+        ensure(r.stderr.contains("simulated"), || {
+            format!("the tool's own message is not passed on; {r}")
+        })?;
+        same(&r.what, &before, &iptables_state(&lab)?)?;
+        scratch.nothing_left(&r.what)?;
+    }
+    scratch.wait_watchers_gone(Duration::from_secs(2))
+}
+
+/// `iptables-restore` refuses the policy's IPv4 ruleset at load time (its test passes):
+/// exit 2, both families and the sets as before, nothing pending.
+fn refused_ipv4_load(example: &str) -> Result<(), String> {
+    let lab = Lab::try_new(&[])?;
+    let scratch = Scratch::new("v4refused")?;
+    lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
+    settle(&lab)?;
+    let before = iptables_state(&lab)?;
+    let real = real_tool("iptables-restore")?;
+    // Tests and the putting back go to the real tool; the policy's load (it has a stamp
+    // chain) is refused.
+    let body = format!(
+        "case \" $* \" in *\" --test \"*) exec {real} \"$@\";; esac\n\
+         input=$(cat; echo x)\n\
+         input=${{input%x}}\n\
+         case \"$input\" in\n\
+         *':vpsfw-'*)\n\
+         \x20   echo 'shim: simulated iptables-restore refusal' >&2\n\
+         \x20   exit 1;;\n\
+         esac\n\
+         printf '%s' \"$input\" | {real} \"$@\"\n"
+    );
+    let path = scratch.shim("iptables-restore", &body)?;
+    let st = scratch.state_args();
+    let st: Vec<&str> = st.iter().map(String::as_str).collect();
+    for args in [
+        cat(&[&["--apply", "--no-rollback"], &st]),
+        cat(&[&["--apply", "--rollback-after", "2"], &st]),
+        cat(&[&["--apply", "--own-chains", "--rollback-after", "2"], &st]),
+    ] {
+        let r = run_bin_env(&lab, example, &args, &[("PATH", path.clone())])?;
         r.expect_said(2, "refused")?;
         ensure(r.stderr.contains("simulated"), || {
             format!("the tool's own message is not passed on; {r}")

@@ -369,120 +369,144 @@ fn test_v6(text: &str, layout: Layout) -> Result<String, Error> {
     )
 }
 
+/// Where each set's new contents went before `commit`.
+#[derive(Default)]
+struct SetPlan {
+    /// Not live: created and filled under their own name (no loaded rule uses them).
+    fresh: Vec<String>,
+    /// Live with other contents: filled into `NAME-new`, swapped in by `commit`.
+    swapped: Vec<String>,
+}
+
+impl SetPlan {
+    /// Works out the plan, and the `ipset restore` script that carries it out.
+    fn new(want: &Wanted, live: &IptablesState) -> (SetPlan, String) {
+        let live_sets = live.sets();
+        let mut plan = SetPlan::default();
+        let mut script = String::new();
+        for set in &want.sets {
+            if !live_sets.contains_key(&set.name) {
+                render::ipset_restore_lines(&mut script, set, &set.name);
+                plan.fresh.push(set.name.clone());
+            } else if !live::set_is_live(&live_sets, set) {
+                render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
+                plan.swapped.push(set.name.clone());
+            }
+        }
+        (plan, script)
+    }
+
+    /// Removes what the plan created: the fresh sets (no loaded rule uses them) and the
+    /// temporary `NAME-new` copies, each on its own, so one a failed fill never created
+    /// does not keep the others.
+    fn drop_created(&self) {
+        let temporary = self.swapped.iter().map(|n| format!("{n}-new"));
+        for name in self.fresh.iter().cloned().chain(temporary) {
+            let _ = run("ipset", &["destroy", &name], None);
+        }
+    }
+}
+
 /// The live state, and the diff against the policy.
 struct Prepared {
     snapshot: Snapshot,
     unchanged: bool,
     /// iptables: what to load, per family.
     texts: Option<[Load; 2]>,
+    sets: SetPlan,
 }
 
-/// What to load into each family, once the live state is known; the IPv6 ruleset
-/// tested (now, if it was not while reading).
-fn prepare_iptables(
-    live: &IptablesState,
-    want: &Wanted,
-    layout: Layout,
-    unchanged: bool,
-    tested: Option<Result<String, Error>>,
-) -> Result<[Load; 2], Error> {
+/// What to load into each family, once the live state is known.
+fn load_texts(live: &IptablesState, want: &Wanted, layout: Layout) -> [Load; 2] {
     let tables = live.tables();
     // A family whose rules are already the policy's only gets the new stamp.
-    let texts = Family::ALL.map(|f| {
+    Family::ALL.map(|f| {
         let live = &tables[f as usize];
         if live.view(layout) == want.tables()[f as usize].view(layout) {
             stamp_load(live, &want.stamp)
         } else {
             Load::Full(load_text(want, live, f, layout))
         }
-    });
-    if !unchanged {
-        if tested.is_none() && !want.sets.is_empty() {
-            // The rules can be tested only once their sets exist; a new, empty set
-            // changes nothing, as no loaded rule uses it yet. (Tested early, they are
-            // created in `commit`.)
-            let mut create = String::new();
-            for set in &want.sets {
-                create.push_str(&format!("create {} {}\n", set.name, set.create_args()));
-            }
-            run("ipset", &["-exist", "restore"], Some(&create))?;
-        }
-        if let Load::Full(text) = &texts[Family::V6 as usize] {
-            tested
-                .unwrap_or_else(|| test_v6(text, layout))
-                .map_err(|e| {
-                    Error::new(format!(
-                        "the IPv6 ruleset was refused (nothing was changed): {e}"
-                    ))
-                })?;
-        }
-    }
-    Ok(texts)
+    })
 }
 
-/// Removes the temporary sets `prepare` filled (`NAME-new`), each on its own: one that
-/// a failed fill never created does not keep the others.
-fn drop_new_sets(sets: &[render::Ipset]) {
-    for set in sets {
-        let _ = run("ipset", &["destroy", &format!("{}-new", set.name)], None);
+/// `ipset restore` of the sets' new contents ([`SetPlan`]); this changes nothing a
+/// loaded rule sees.
+fn fill(script: &str) -> Result<(), Error> {
+    if script.is_empty() {
+        return Ok(());
     }
+    run("ipset", &["-exist", "restore"], Some(script))
+        .map(drop)
+        .map_err(|e| {
+            Error::new(format!(
+                "filling the address sets failed (nothing was changed): {e}"
+            ))
+        })
 }
 
 fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
     match managed.backend {
         Backend::Iptables => {
             let layout = managed.layout;
-            // The live state is read while the policy is rendered, while the sets' new
-            // contents fill temporary sets (`NAME-new`: no rule uses them, so this
-            // changes nothing until `commit` swaps them in) and, with the whole table
-            // (the text then does not depend on the live state) and no IPv6 set (the
-            // test needs the sets its rules name to exist), while the IPv6 ruleset is
-            // tested.
-            let (live, want, tested, filled) = std::thread::scope(|s| {
+            std::thread::scope(|s| {
+                // The live state is read while the policy is rendered. The IPv6 ruleset
+                // is tested alongside the slowest step that does not need its result:
+                // that read when there are no sets to fill and its text does not depend
+                // on the live state (the whole table); else the filling of the sets,
+                // which leaves a core free; after it when an IPv6 rule names a set (the
+                // kernel checks that the sets a rule names exist).
                 let reading = s.spawn(IptablesState::read);
                 let want = Wanted::new(policy, layout);
-                let mut script = String::new();
-                for set in &want.sets {
-                    render::ipset_restore_lines(&mut script, set, &format!("{}-new", set.name));
-                }
-                let filling = (!script.is_empty()).then(|| {
-                    s.spawn(move || run("ipset", &["-exist", "restore"], Some(&script)).map(drop))
-                });
                 let v6_sets = want.sets.iter().any(|set| set.family == "inet6");
-                let tested = (layout == Layout::Table && !v6_sets)
-                    .then(|| test_v6(&want.restore[Family::V6 as usize], layout));
+                let test = |text: String| s.spawn(move || test_v6(&text, layout));
+                let early = (layout == Layout::Table && want.sets.is_empty())
+                    .then(|| test(want.restore[Family::V6 as usize].clone()));
                 let live = reading
                     .join()
-                    .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")));
-                let filled = filling.map_or(Ok(()), |f| {
-                    f.join()
-                        .unwrap_or_else(|_| Err(Error::new("filling the address sets panicked")))
-                });
-                (live, want, tested, filled)
-            });
-            let prepared = (|| {
-                let live = live?;
-                filled.map_err(|e| {
-                    Error::new(format!(
-                        "filling the address sets failed (nothing was changed): {e}"
-                    ))
-                })?;
+                    .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")))?;
                 let unchanged = live::iptables_unchanged(&live, &want, layout);
-                let texts = prepare_iptables(&live, &want, layout, unchanged, tested)?;
-                Ok((live, unchanged, texts))
-            })();
-            if !matches!(prepared, Ok((_, false, _))) {
-                drop_new_sets(&want.sets);
-            }
-            let (live, unchanged, texts) = prepared?;
-            Ok((
-                Prepared {
-                    snapshot: Snapshot::Iptables(live, layout),
-                    unchanged,
-                    texts: Some(texts),
-                },
-                Some(want),
-            ))
+                let (texts, sets) = if unchanged {
+                    (None, SetPlan::default())
+                } else {
+                    let texts = load_texts(&live, &want, layout);
+                    let (sets, script) = SetPlan::new(&want, &live);
+                    let v6 = match &texts[Family::V6 as usize] {
+                        Load::Full(text) => Some(text),
+                        Load::Stamp(_) | Load::Nothing => None,
+                    };
+                    let testing = v6
+                        .and_then(|text| early.or_else(|| (!v6_sets).then(|| test(text.clone()))));
+                    let filled = fill(&script);
+                    let tested = match (testing, v6) {
+                        (Some(t), _) => t.join().unwrap_or_else(|_| {
+                            Err(Error::new("testing the IPv6 ruleset panicked"))
+                        }),
+                        (None, Some(text)) if filled.is_ok() => test_v6(text, layout),
+                        (None, _) => Ok(String::new()),
+                    }
+                    .map_err(|e| {
+                        Error::new(format!(
+                            "the IPv6 ruleset was refused (nothing was changed): {e}"
+                        ))
+                    });
+                    let tested = filled.and(tested.map(drop));
+                    if let Err(e) = tested {
+                        sets.drop_created();
+                        return Err(e);
+                    }
+                    (Some(texts), sets)
+                };
+                Ok((
+                    Prepared {
+                        snapshot: Snapshot::Iptables(live, layout),
+                        unchanged,
+                        texts,
+                        sets,
+                    },
+                    Some(want),
+                ))
+            })
         }
         Backend::Nft => {
             let live = live::read_nft()?;
@@ -500,6 +524,7 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
                     snapshot: Snapshot::Nft(live),
                     unchanged,
                     texts: None,
+                    sets: SetPlan::default(),
                 },
                 None,
             ))
@@ -524,33 +549,16 @@ fn commit(
                 )),
             }
             };
-            // The sets whose live contents differ (a set of the same name and contents
-            // is left as it is).
-            let live_sets = match &prepared.snapshot {
-                Snapshot::Iptables(before, _) => before.sets(),
-                Snapshot::Nft(_) => Default::default(),
-            };
-            let changed: Vec<&render::Ipset> = want
-                .sets
-                .iter()
-                .filter(|set| !live::set_is_live(&live_sets, set))
-                .collect();
-            if !want.sets.is_empty() {
-                // `prepare` filled each set's new contents into `NAME-new`: swap them
-                // in where the contents differ (the set created first when `prepare`
-                // did not need to), drop them where they do not.
+            let sets = &prepared.sets;
+            if !sets.swapped.is_empty() {
+                // `prepare` filled the new contents of the live sets that differ into
+                // `NAME-new`: swap them in (fresh sets are already in place).
                 let mut script = String::new();
-                for set in &changed {
-                    script.push_str(&format!("create {} {}\n", set.name, set.create_args()));
-                }
-                for set in &want.sets {
-                    if changed.iter().any(|c| c.name == set.name) {
-                        script.push_str(&format!("swap {n}-new {n}\n", n = set.name));
-                    }
-                    script.push_str(&format!("destroy {}-new\n", set.name));
+                for n in &sets.swapped {
+                    script.push_str(&format!("swap {n}-new {n}\ndestroy {n}-new\n"));
                 }
                 run("ipset", &["-exist", "restore"], Some(&script)).map_err(|e| {
-                    drop_new_sets(&want.sets);
+                    sets.drop_created();
                     undo(Error::new(format!("loading the address sets failed: {e}")))
                 })?;
             }
@@ -559,7 +567,8 @@ fn commit(
             let layout = managed.layout;
             if let Err(e) = load(Family::V4, &texts[Family::V4 as usize], layout) {
                 let e = Error::new(format!("the IPv4 ruleset was refused: {e}"));
-                return Err(if changed.is_empty() {
+                return Err(if sets.swapped.is_empty() {
+                    sets.drop_created();
                     Error::new(format!("{e} (nothing was changed)"))
                 } else {
                     undo(e)

@@ -426,8 +426,7 @@ pub(crate) struct Wanted<'p> {
 
 impl<'p> Wanted<'p> {
     pub(crate) fn new(policy: &'p Policy, layout: Layout) -> Wanted<'p> {
-        let stamp = render::stamp(policy);
-        let lines = render::all_lines(policy);
+        let render::Worked { lines, sets, stamp } = render::Worked::new(policy);
         let restore = Family::ALL.map(|f| {
             let mut body = String::new();
             render::restore_body_of(&mut body, policy, &lines[f as usize], layout, Some(&stamp));
@@ -440,7 +439,7 @@ impl<'p> Wanted<'p> {
             restore,
             tables: std::sync::OnceLock::new(),
             rules: std::sync::OnceLock::new(),
-            sets: render::ipsets_of(policy, &lines),
+            sets,
         }
     }
 

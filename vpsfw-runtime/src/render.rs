@@ -339,25 +339,15 @@ pub fn is_stamp_chain(name: &str) -> bool {
     })
 }
 
-/// The body of a restore file: `*filter` to `COMMIT`. With [`Layout::Chains`] it is
-/// meant for `--noflush`: the built-in chains' lines set their policies only, vpsfw's
-/// chain lines flush and refill vpsfw's chains. `stamp` adds the stamp chain.
-pub(crate) fn restore_body(
-    out: &mut String,
-    policy: &Policy,
-    family: Family,
-    layout: Layout,
-    stamp: Option<&str>,
-) {
-    restore_body_of(out, policy, &family_lines(policy, family), layout, stamp);
-}
-
 /// Both families' rendered lines, worked out once for a whole output.
 pub(crate) fn all_lines(policy: &Policy) -> [Vec<Rendered<'_>>; 2] {
     Family::ALL.map(|f| family_lines(policy, f))
 }
 
-/// [`restore_body`] of lines already worked out ([`family_lines`]).
+/// The body of a restore file, `*filter` to `COMMIT`, of lines already worked out
+/// ([`family_lines`]). With [`Layout::Chains`] it is meant for `--noflush`: the built-in
+/// chains' lines set their policies only, vpsfw's chain lines flush and refill vpsfw's
+/// chains. `stamp` adds the stamp chain.
 pub(crate) fn restore_body_of(
     out: &mut String,
     policy: &Policy,
@@ -393,31 +383,54 @@ pub(crate) fn restore_body_of(
 /// A short, stable fingerprint of the rendered rulesets (FNV-1a, 64 bits), printed in
 /// every output so an admin can tell which policy a server runs.
 pub fn stamp(policy: &Policy) -> String {
-    policy
-        .eval_cache
-        .stamp
-        .get_or_init(|| compute_stamp(policy))
-        .clone()
+    match policy.eval_cache.stamp.get() {
+        Some(s) => s.clone(),
+        None => Worked::new(policy).stamp,
+    }
 }
 
-fn compute_stamp(policy: &Policy) -> String {
-    let mut body = String::new();
-    let lines = all_lines(policy);
-    for l in &lines {
-        restore_body_of(&mut body, policy, l, Layout::Table, None);
+/// What every iptables output is written from, worked out once: both families' rendered
+/// lines, the sets, and the stamp (which hashes the text they render to).
+pub(crate) struct Worked<'p> {
+    pub(crate) lines: [Vec<Rendered<'p>>; 2],
+    pub(crate) sets: Vec<Ipset>,
+    pub(crate) stamp: String,
+}
+
+impl<'p> Worked<'p> {
+    pub(crate) fn new(policy: &'p Policy) -> Worked<'p> {
+        let lines = all_lines(policy);
+        let sets = ipsets_of(policy, &lines);
+        let stamp = policy
+            .eval_cache
+            .stamp
+            .get_or_init(|| {
+                let mut body = String::new();
+                for l in &lines {
+                    restore_body_of(&mut body, policy, l, Layout::Table, None);
+                }
+                for set in &sets {
+                    ipset_restore_lines(&mut body, set, &set.name);
+                }
+                format!("{:016x}", crate::ruleset::fnv(body.bytes()))
+            })
+            .clone();
+        Worked { lines, sets, stamp }
     }
-    for set in ipsets_of(policy, &lines) {
-        ipset_restore_lines(&mut body, &set, &set.name);
+
+    fn header(&self, what: &str) -> String {
+        header_of(&self.stamp, what)
     }
-    let hash = crate::ruleset::fnv(body.bytes());
-    format!("{hash:016x}")
 }
 
 pub(crate) fn header(policy: &Policy, what: &str) -> String {
+    header_of(&stamp(policy), what)
+}
+
+fn header_of(stamp: &str, what: &str) -> String {
     format!(
-        "# vpsfw {} policy {}: {what}\n",
+        "# vpsfw {} policy {stamp}: {what}\n",
         env!("CARGO_PKG_VERSION"),
-        stamp(policy)
     )
 }
 
@@ -432,21 +445,27 @@ pub fn restore(policy: &Policy, family: Family, layout: Layout) -> String {
         (Family::V4, Layout::Chains) => "iptables-restore --noflush",
         (Family::V6, Layout::Chains) => "ip6tables-restore --noflush",
     };
-    let mut out = header(policy, &format!("{family} filter table, load with {tool}"));
-    restore_body(&mut out, policy, family, layout, Some(&stamp(policy)));
+    let w = Worked::new(policy);
+    let mut out = w.header(&format!("{family} filter table, load with {tool}"));
+    restore_body_of(
+        &mut out,
+        policy,
+        &w.lines[family as usize],
+        layout,
+        Some(&w.stamp),
+    );
     out
 }
 
 /// One command per rule, in the style of the article's listings, for reading or for
 /// systems without the restore tools. Not atomic: apply with the `sh` format.
 pub fn commands(policy: &Policy, layout: Layout) -> String {
-    let stamp = stamp_chain(&stamp(policy));
-    let mut out = header(policy, "one command per rule");
+    let Worked { lines, sets, stamp } = Worked::new(policy);
+    let mut out = header_of(&stamp, "one command per rule");
+    let stamp = stamp_chain(&stamp);
     out.push_str(
         "# Not atomic: while these run the firewall is open. Use the default `sh` format to apply.\n",
     );
-    let lines = all_lines(policy);
-    let sets = ipsets_of(policy, &lines);
     if !sets.is_empty() {
         // The rules name the sets: they must exist (and hold their elements) first.
         let _ = writeln!(out, "\n# address sets\nipset -exist restore <<'{EOF_MARK}'");
@@ -508,12 +527,8 @@ pub(crate) struct Ipset {
     pub(crate) elements: Vec<String>,
 }
 
-/// The ipsets a policy needs: one per set and family it has elements in.
-pub(crate) fn ipsets(policy: &Policy) -> Vec<Ipset> {
-    ipsets_of(policy, &all_lines(policy))
-}
-
-/// [`ipsets`], the pair sets taken from lines already worked out ([`all_lines`]).
+/// The ipsets a policy needs: one per address set and family it has elements in, and
+/// the pair sets of long runs of rules, from lines already worked out ([`all_lines`]).
 pub(crate) fn ipsets_of(policy: &Policy, lines: &[Vec<Rendered<'_>>; 2]) -> Vec<Ipset> {
     let mut out = Vec::new();
     for set in policy.sets() {
@@ -581,12 +596,10 @@ pub(crate) fn ipset_restore_lines(out: &mut String, set: &Ipset, name: &str) {
 /// port) pair sets of long runs of rules, see [`crate::ruleset::AUTO_SET_MIN`]), for
 /// loading by hand before the restore files (the sh output does this itself, atomically).
 pub fn ipset_file(policy: &Policy) -> String {
-    let mut out = header(
-        policy,
-        "address sets, load with ipset -exist restore before the rules",
-    );
-    for set in ipsets(policy) {
-        ipset_restore_lines(&mut out, &set, &set.name);
+    let w = Worked::new(policy);
+    let mut out = w.header("address sets, load with ipset -exist restore before the rules");
+    for set in &w.sets {
+        ipset_restore_lines(&mut out, set, &set.name);
     }
     out
 }
@@ -636,12 +649,11 @@ pub(crate) const EOF_MARK: &str = "VPSFW_END_OF_RULES";
 /// With [`Layout::Chains`], vpsfw's chains and the jumps to them are created first
 /// (empty chains change nothing), then filled with `--noflush`.
 pub fn sh(policy: &Policy, layout: Layout) -> String {
-    let stamp = stamp(policy);
-    let lines = all_lines(policy);
+    let Worked { lines, sets, stamp } = Worked::new(policy);
     let count = |f: Family| lines[f as usize].len();
     let mut out = String::from("#!/bin/sh\n");
-    out.push_str(&header(
-        policy,
+    out.push_str(&header_of(
+        &stamp,
         "loads the IPv4 and IPv6 filter tables atomically",
     ));
     out.push_str(
@@ -692,7 +704,6 @@ done
             " --noflush"
         }
     };
-    let sets = ipsets_of(policy, &lines);
     if !sets.is_empty() {
         write_set_functions(&mut out, &sets);
     }
