@@ -748,12 +748,14 @@ fn aerleon_files(rules: &[(String, u16)]) -> [(&'static str, String); 3] {
 fn ipv4_rules(text: &str) -> (usize, std::collections::BTreeSet<(String, u16)>) {
     let (mut count, mut pairs, mut v6) = (0, std::collections::BTreeSet::new(), false);
     // vpsfw's pair sets (`ipset restore`/`ipset save` text before the rules): an element
-    // `198.51.0.1,tcp:1000` is the pair a `-m set --match-set NAME src,dst` rule admits.
+    // `198.51.0.1,tcp:1000` (`6:1000` as vpsfw writes it: the protocol by number) is the
+    // pair a `-m set --match-set NAME src,dst` rule admits.
     let mut sets: std::collections::HashMap<&str, Vec<(String, u16)>> = Default::default();
     for line in text.lines() {
         let mut w = line.split_whitespace();
         if let (Some("add"), Some(name), Some(elem)) = (w.next(), w.next(), w.next()) {
-            if let Some((net, port)) = elem.split_once(",tcp:") {
+            let tcp = elem.split_once(",tcp:").or_else(|| elem.split_once(",6:"));
+            if let Some((net, port)) = tcp {
                 if let Ok(port) = port.parse() {
                     let net = net.strip_suffix("/32").unwrap_or(net);
                     sets.entry(name).or_default().push((net.to_owned(), port));

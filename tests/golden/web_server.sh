@@ -103,4 +103,11 @@ if ! rules_v6 | ip6tables-restore -w 10; then
         die "loading the IPv6 ruleset failed, and so did putting the previous IPv4 ruleset back: check iptables -S now"
     die "loading the IPv6 ruleset failed; the previous IPv4 ruleset was put back"
 fi
+if command -v ipset >/dev/null 2>&1; then
+    for s in $(ipset list -n 2>/dev/null); do
+        case $s in
+        vpsfw-*) ipset destroy "$s" 2>/dev/null ;;
+        esac
+    done
+fi
 printf 'vpsfw: loaded policy d6f8321d429dcbb8 (14 IPv4 and 30 IPv6 rules)\n' >&2

@@ -166,6 +166,22 @@ pub fn set_reload(nft: bool) -> Result<(), String> {
         if names.lines().any(|l| l.ends_with("-new")) {
             return Err(format!("temporary sets left behind:\n{names}"));
         }
+        // A policy without sets: the sets of the one before go.
+        let p3 = policy(&[], false);
+        load(&lab, &p3, nft)?;
+        probe_all(
+            &lab,
+            &p3,
+            &[("2001:db8:c70f::5", Outcome::Connected)],
+            44000,
+        )?;
+        let out = lab.exec(lab.vps(), &["ipset", "list", "-n"])?;
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        if names.lines().any(|l| l.starts_with("vpsfw-")) {
+            return Err(format!(
+                "a policy without sets left the earlier policy's sets behind:\n{names}"
+            ));
+        }
     }
     Ok(())
 }

@@ -751,7 +751,19 @@ if ! rules_v6 | ip6tables-restore -w 10{noflush}; then
 fi
 "#
     );
-    if !sets.is_empty() {
+    if sets.is_empty() {
+        // Sets of earlier policies: no rule of this one uses a set.
+        out.push_str(
+            "if command -v ipset >/dev/null 2>&1; then
+    for s in $(ipset list -n 2>/dev/null); do
+        case $s in
+        vpsfw-*) ipset destroy \"$s\" 2>/dev/null ;;
+        esac
+    done
+fi
+",
+        );
+    } else {
         out.push_str(
             "drop_new_sets
 remove_old_sets
