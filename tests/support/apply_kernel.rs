@@ -76,7 +76,13 @@ pub fn trials() -> Vec<(String, Trial)> {
     }
     add(
         "refused_apply_changes_nothing::ipv6_load_fails_after_ipv4".into(),
-        Box::new(failed_ipv6_load),
+        Box::new(|| failed_ipv6_load(false)),
+    );
+    // An apply reads only its own sets' contents: the undo must leave the earlier
+    // policy's sets (contents not read) as they are.
+    add(
+        "refused_apply_changes_nothing::ipv6_load_fails_over_earlier_sets".into(),
+        Box::new(|| failed_ipv6_load(true)),
     );
     add(
         "refused_apply_changes_nothing::nft_load_fails".into(),
@@ -94,6 +100,10 @@ pub fn trials() -> Vec<(String, Trial)> {
     );
     add("rollback_now".into(), Box::new(rollback_now));
     add("sets_roll_back".into(), Box::new(sets_roll_back));
+    add(
+        "removed_sets_roll_back".into(),
+        Box::new(removed_sets_roll_back),
+    );
     add("lockout_refused".into(), Box::new(lockout_refused));
     add("fleet_hosts".into(), Box::new(fleet_hosts));
     add(
@@ -1040,27 +1050,54 @@ fn refused_ipv4_load(example: &str) -> Result<(), String> {
 }
 
 /// The new IPv6 ruleset fails to load after the IPv4 one loaded: IPv4 is put back, exit
-/// 2, both families byte-identical (with counters), nothing pending.
-fn failed_ipv6_load() -> Result<(), String> {
+/// 2, both families byte-identical (with counters), nothing pending. With
+/// `over_sets`, what was loaded before is the blocklist policy, whose sets the new
+/// policy does not have: they must come through with every element.
+fn failed_ipv6_load(over_sets: bool) -> Result<(), String> {
     let lab = Lab::try_new(&[])?;
     let scratch = Scratch::new("v6fail")?;
-    lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
+    if over_sets {
+        let st = scratch.state_args();
+        let st: Vec<&str> = st.iter().map(String::as_str).collect();
+        run_bin(
+            &lab,
+            "blocklist",
+            &cat(&[&["--apply", "--no-rollback"], &st]),
+        )?
+        .expect(0, "applied")?;
+        let sets = stdout(&lab, &["ipset", "save"])?;
+        ensure(sets.contains("add vpsfw-blocklist-4 "), || {
+            format!("the blocklist's set is empty or missing: {sets}")
+        })?;
+    } else {
+        lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
+    }
     settle(&lab)?;
     let before = iptables_state(&lab)?;
     let real = real_tool("ip6tables-restore")?;
     let save = real_tool("iptables-save")?;
     let marker = scratch.path("ipv4-was-loaded");
-    // Tests and the putting back go to the real tool; the load of the policy (it has a
-    // stamp chain) waits until IPv4 holds the policy, then fails.
+    // The new policy's stamp chain tells its loads from the putting back (the policy
+    // before may be a vpsfw one too).
+    let head = run_bin(&lab, "web_server", &["--format", "restore6"])?;
+    let stamp = head
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "policy")
+        .nth(1)
+        .map(|s| s.trim_end_matches(':').to_owned())
+        .ok_or_else(|| format!("no stamp in: {head}"))?;
+    // Tests and the putting back go to the real tool; the load of the policy waits
+    // until IPv4 holds the policy, then fails.
     let body = format!(
         "case \" $* \" in *\" --test \"*) exec {real} \"$@\";; esac\n\
          input=$(cat; echo x)\n\
          input=${{input%x}}\n\
          case \"$input\" in\n\
-         *':vpsfw-'*)\n\
+         *':vpsfw-{stamp} '*)\n\
          \x20   i=0\n\
          \x20   while [ $i -lt 100 ]; do\n\
-         \x20       if {save} -t filter | grep -q '^:vpsfw-[0-9a-f]\\{{16\\}} '; then : > {marker}; break; fi\n\
+         \x20       if {save} -t filter | grep -q '^:vpsfw-{stamp} '; then : > {marker}; break; fi\n\
          \x20       sleep 0.05; i=$((i+1))\n\
          \x20   done\n\
          \x20   echo 'shim: simulated ip6tables-restore load failure' >&2\n\
@@ -1517,6 +1554,40 @@ fn persist_files_load(mode: Mode) -> Result<(), String> {
 /// The blocklist example's ipsets are rolled back with the rules: sets that did not
 /// exist are gone again, a set that did exist (used by a rule from before) gets its old
 /// elements back; another tool's set is never touched.
+/// A policy without the sets of the one before removes them (nothing uses them); its
+/// rollback brings them back with every element, and the rules that use them.
+fn removed_sets_roll_back() -> Result<(), String> {
+    let lab = Lab::try_new(&[])?;
+    let scratch = Scratch::new("removed-sets")?;
+    let st = scratch.state_args();
+    let st: Vec<&str> = st.iter().map(String::as_str).collect();
+    run_bin(
+        &lab,
+        "blocklist",
+        &cat(&[&["--apply", "--no-rollback"], &st]),
+    )?
+    .expect(0, "applied")?;
+    settle(&lab)?;
+    let before = iptables_state(&lab)?;
+    ensure(before.contains("add vpsfw-blocklist-4 "), || {
+        format!("the blocklist's set is empty or missing:\n{before}")
+    })?;
+    let started = Instant::now();
+    run_bin(
+        &lab,
+        "web_server",
+        &cat(&[&["--apply", "--rollback-after", "2"], &st]),
+    )?
+    .expect(0, "applied")?;
+    let sets = stdout(&lab, &["ipset", "list", "-n"])?;
+    ensure(!sets.contains("vpsfw-blocklist"), || {
+        format!("the earlier policy's sets were not removed: {sets}")
+    })?;
+    wait_rolled_back(&scratch, started, Duration::from_secs(6))?;
+    same("sets removed by the apply", &before, &iptables_state(&lab)?)?;
+    scratch.wait_watchers_gone(Duration::from_secs(2))
+}
+
 fn sets_roll_back() -> Result<(), String> {
     let lab = Lab::try_new(PEERS)?;
     let scratch = Scratch::new("sets")?;

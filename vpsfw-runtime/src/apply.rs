@@ -84,7 +84,8 @@ impl Snapshot {
                 write_file(&dir.join("layout"), layout)?;
                 write_file(&dir.join("v4"), &s.saved[0])?;
                 write_file(&dir.join("v6"), &s.saved[1])?;
-                write_file(&dir.join("ipsets"), &s.ipsets)
+                write_file(&dir.join("ipsets"), &s.ipsets)?;
+                write_file(&dir.join("other-sets"), &s.other_sets.join("\n"))
             }
             Snapshot::Nft(Some(t)) => write_file(&dir.join("nft"), t),
             Snapshot::Nft(None) => Ok(()),
@@ -101,6 +102,12 @@ impl Snapshot {
                 IptablesState {
                     saved: [read("v4")?, read("v6")?],
                     ipsets: read("ipsets")?,
+                    // Written by every version that leaves sets out of `ipsets`.
+                    other_sets: read("other-sets")
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::to_owned)
+                        .collect(),
                 },
                 if read("layout")? == "chains" {
                     Layout::Chains
@@ -207,7 +214,7 @@ fn chains_restore(saved: &live::Table, saved_text: &str, now: &live::Table) -> S
 /// Puts saved iptables rulesets and vpsfw's sets back: the sets first (the saved rules
 /// may use them), then both families, then sets no saved rule uses.
 fn restore_iptables(s: &IptablesState, layout: Layout) -> Result<(), Error> {
-    let have = live_set_names()?;
+    let have = live::read_set_names()?;
     let mut script = String::new();
     let mut saved_names = Vec::new();
     for line in s.ipsets.lines() {
@@ -265,24 +272,13 @@ fn restore_iptables(s: &IptablesState, layout: Layout) -> Result<(), Error> {
     for r in parallel(jobs) {
         r?;
     }
-    for name in have.iter().filter(|n| !saved_names.contains(n)) {
+    // Sets whose contents were not saved were never changed: they stay.
+    let kept = |n: &String| saved_names.contains(n) || s.other_sets.contains(n);
+    for name in have.iter().filter(|n| !kept(n)) {
         // Still used by a rule only if someone else uses it; then it stays.
         let _ = run("ipset", &["destroy", name], None);
     }
     Ok(())
-}
-
-/// The names of vpsfw's live sets; none when ipset is not installed.
-fn live_set_names() -> Result<Vec<String>, Error> {
-    match run("ipset", &["list", "-n"], None) {
-        Ok(t) => Ok(t
-            .lines()
-            .filter(|n| n.starts_with("vpsfw-"))
-            .map(str::to_owned)
-            .collect()),
-        Err(e) if e.0.contains("not found") => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
 }
 
 /// The restore text of one family as loaded over `live`: with [`Layout::Chains`] it
@@ -445,32 +441,46 @@ fn fill(script: &str) -> Result<(), Error> {
         })
 }
 
-fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
+/// Reads the live state and gets the load ready; `snapshot_all` reads the contents of
+/// every vpsfw set for the snapshot (a rollback may need to recreate one the load
+/// removes), else only of the policy's own sets (what an undo within the load needs).
+fn prepare(
+    policy: &Policy,
+    managed: Managed,
+    snapshot_all: bool,
+) -> Result<(Prepared, Option<Wanted<'_>>), Error> {
     match managed.backend {
         Backend::Iptables => {
             let layout = managed.layout;
             std::thread::scope(|s| {
-                // The live state is read while the policy is rendered. The IPv6 ruleset
+                // The live state is read while the policy is rendered; of the sets'
+                // contents, first only those of the policy's own sets. The IPv6 ruleset
                 // is tested alongside the slowest step that does not need its result:
                 // that read when there are no sets to fill and its text does not depend
                 // on the live state (the whole table); else the filling of the sets,
                 // which leaves a core free; after it when an IPv6 rule names a set (the
                 // kernel checks that the sets a rule names exist).
-                let reading = s.spawn(IptablesState::read);
+                let reading = s.spawn(IptablesState::read_names);
                 let want = Wanted::new(policy, layout);
                 let v6_sets = want.sets.iter().any(|set| set.family == "inet6");
                 let test = |text: String| s.spawn(move || test_v6(&text, layout));
                 let early = (layout == Layout::Table && want.sets.is_empty())
                     .then(|| test(want.restore[Family::V6 as usize].clone()));
-                let live = reading
+                let mut live = reading
                     .join()
                     .unwrap_or_else(|_| Err(Error::new("reading the live rulesets panicked")))?;
+                live.read_sets(want.sets.iter().map(|set| set.name.as_str()))?;
                 let unchanged = live::iptables_unchanged(&live, &want, layout);
                 let (texts, sets) = if unchanged {
                     (None, SetPlan::default())
                 } else {
                     let texts = load_texts(&live, &want, layout);
                     let (sets, script) = SetPlan::new(&want, &live);
+                    // The other sets' contents, for the snapshot, while the sets fill.
+                    let rest = (snapshot_all && !live.other_sets.is_empty()).then(|| {
+                        let names = live.other_sets.clone();
+                        s.spawn(move || live::save_sets(&names))
+                    });
                     let v6 = match &texts[Family::V6 as usize] {
                         Load::Full(text) => Some(text),
                         Load::Stamp(_) | Load::Nothing => None,
@@ -490,7 +500,15 @@ fn prepare(policy: &Policy, managed: Managed) -> Result<(Prepared, Option<Wanted
                             "the IPv6 ruleset was refused (nothing was changed): {e}"
                         ))
                     });
-                    let tested = filled.and(tested.map(drop));
+                    let read = rest.map_or(Ok(()), |r| {
+                        let text = r.join().unwrap_or_else(|_| {
+                            Err(Error::new("reading the live sets panicked"))
+                        })?;
+                        live.ipsets.push_str(&text);
+                        live.other_sets.clear();
+                        Ok(())
+                    });
+                    let tested = filled.and(tested.map(drop)).and(read);
                     if let Err(e) = tested {
                         sets.drop_created();
                         return Err(e);
@@ -581,7 +599,7 @@ fn commit(
             // `--own-chains` too: the kernel refuses to destroy a set a rule still uses,
             // so only the unused ones go.
             if let Snapshot::Iptables(before, _) = &prepared.snapshot {
-                for name in before.sets().keys() {
+                for name in &before.set_names() {
                     if !want.sets.iter().any(|s| s.name == *name) {
                         let _ = run("ipset", &["destroy", name], None);
                     }
@@ -735,7 +753,7 @@ pub fn apply(policy: &Policy, opts: &Options) -> Result<Applied, Error> {
             utc(UNIX_EPOCH + Duration::from_millis(m.deadline_ms))
         )));
     }
-    let (prepared, want) = prepare(policy, opts.managed)?;
+    let (prepared, want) = prepare(policy, opts.managed, opts.rollback_after.is_some())?;
     let stamp = render::stamp(policy);
     if prepared.unchanged {
         return Ok(Applied::Unchanged { stamp });

@@ -483,6 +483,9 @@ pub struct IptablesState {
     pub saved: [String; 2],
     /// `ipset save` lines of vpsfw's sets (`vpsfw-*`).
     pub ipsets: String,
+    /// vpsfw's live sets whose contents were not read (not in `ipsets`): a restore
+    /// leaves them as they are. Empty after [`IptablesState::read`].
+    pub other_sets: Vec<String>,
 }
 
 impl IptablesState {
@@ -502,7 +505,60 @@ impl IptablesState {
         Ok(IptablesState {
             saved: [next()?, next()?],
             ipsets: next()?,
+            other_sets: Vec::new(),
         })
+    }
+
+    /// Both families and the names of vpsfw's sets, in parallel, without the sets'
+    /// contents: `ipset save` prints a large set slowly (it looks every element's
+    /// protocol up in /etc/protocols), so an apply reads only the contents it needs
+    /// ([`IptablesState::read_sets`]).
+    pub(crate) fn read_names() -> Result<IptablesState, Error> {
+        let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send>> = vec![
+            Box::new(|| read_table(Family::V4)),
+            Box::new(|| read_table(Family::V6)),
+            Box::new(|| {
+                Ok(read_set_names()?
+                    .into_iter()
+                    .filter(|n| !n.ends_with("-new"))
+                    .map(|n| n + "\n")
+                    .collect::<String>())
+            }),
+        ];
+        let mut results = parallel(jobs).into_iter();
+        let mut next = || {
+            results
+                .next()
+                .unwrap_or_else(|| Err(Error::new("missing result")))
+        };
+        Ok(IptablesState {
+            saved: [next()?, next()?],
+            ipsets: String::new(),
+            other_sets: next()?.lines().map(str::to_owned).collect(),
+        })
+    }
+
+    /// Reads the contents of those `names` whose contents were not read yet, in
+    /// parallel.
+    pub(crate) fn read_sets<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), Error> {
+        let wanted: Vec<String> = names
+            .into_iter()
+            .filter(|n| self.other_sets.iter().any(|o| o == n))
+            .map(str::to_owned)
+            .collect();
+        self.ipsets.push_str(&save_sets(&wanted)?);
+        self.other_sets.retain(|o| !wanted.contains(o));
+        Ok(())
+    }
+
+    /// The names of vpsfw's live sets, whether their contents were read or not.
+    pub(crate) fn set_names(&self) -> BTreeSet<String> {
+        let mut names: BTreeSet<String> = self.sets().into_keys().collect();
+        names.extend(self.other_sets.iter().cloned());
+        names
     }
 
     pub(crate) fn tables(&self) -> [Table; 2] {
@@ -562,6 +618,33 @@ fn read_table(f: Family) -> Result<String, Error> {
     } else {
         EMPTY_FILTER.to_owned()
     })
+}
+
+/// `ipset save NAME` of each of `names`, in parallel.
+pub(crate) fn save_sets(names: &[String]) -> Result<String, Error> {
+    let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send + '_>> = names
+        .iter()
+        .map(
+            |name| -> Box<dyn FnOnce() -> Result<String, Error> + Send + '_> {
+                Box::new(move || run("ipset", &["save", name], None))
+            },
+        )
+        .collect();
+    parallel(jobs).into_iter().collect()
+}
+
+/// The names of vpsfw's live sets (`vpsfw-*`, the temporary `NAME-new` an apply fills
+/// included); none when ipset is not installed.
+pub(crate) fn read_set_names() -> Result<Vec<String>, Error> {
+    match run("ipset", &["list", "-n"], None) {
+        Ok(t) => Ok(t
+            .lines()
+            .filter(|n| n.starts_with("vpsfw-"))
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.0.contains("not found") => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `ipset save` lines of vpsfw's sets; nothing when ipset is not installed.
@@ -661,8 +744,9 @@ pub(crate) fn iptables_unchanged(live: &IptablesState, want: &Wanted, layout: La
     let sets_match = want.sets.iter().all(|set| set_is_live(&live_sets, set));
     // Without --own-chains a load also removes the sets of earlier policies.
     let no_stale = layout == Layout::Chains
-        || live_sets
-            .keys()
+        || live
+            .set_names()
+            .iter()
             .all(|name| want.sets.iter().any(|s| s.name == *name));
     sets_match && no_stale
 }
@@ -922,6 +1006,7 @@ mod tests {
         let live = IptablesState {
             saved: want.restore.clone(),
             ipsets: ipsets.clone(),
+            other_sets: Vec::new(),
         };
         assert!(iptables_unchanged(&live, &want, Layout::Table));
         assert!(diff_iptables(&live, &want, Layout::Table).is_unchanged());
@@ -929,6 +1014,7 @@ mod tests {
         let changed = IptablesState {
             saved: want.restore.clone(),
             ipsets: ipsets.replace("198.51.100.1,tcp:9000", "198.51.100.1,tcp:9001"),
+            other_sets: Vec::new(),
         };
         assert!(!iptables_unchanged(&changed, &want, Layout::Table));
         let d = diff_iptables(&changed, &want, Layout::Table);
@@ -940,6 +1026,7 @@ mod tests {
         let empty = IptablesState {
             saved: [EMPTY_FILTER.into(), EMPTY_FILTER.into()],
             ipsets: String::new(),
+            other_sets: Vec::new(),
         };
         let d = diff_iptables(&empty, &want, Layout::Table).to_string();
         assert!(d.contains("(and 63 more rules)"), "{d}");
@@ -1011,6 +1098,7 @@ mod tests {
         let live = IptablesState {
             saved,
             ipsets: String::new(),
+            other_sets: Vec::new(),
         };
         let d = diff_iptables(&live, &want, Layout::Table);
         assert!(!d.is_unchanged());
@@ -1025,6 +1113,7 @@ mod tests {
         let same = IptablesState {
             saved: want.restore.clone(),
             ipsets: String::new(),
+            other_sets: Vec::new(),
         };
         assert!(diff_iptables(&same, &want, Layout::Table).is_unchanged());
         assert!(iptables_unchanged(&same, &want, Layout::Table));
@@ -1032,12 +1121,14 @@ mod tests {
         let stale = IptablesState {
             saved: want.restore.clone(),
             ipsets: "create vpsfw-old-v4 hash:net family inet\n".into(),
+            other_sets: Vec::new(),
         };
         assert!(!iptables_unchanged(&stale, &want, Layout::Table));
         assert!(!diff_iptables(&stale, &want, Layout::Table).is_unchanged());
         let empty = IptablesState {
             saved: [EMPTY_FILTER.into(), EMPTY_FILTER.into()],
             ipsets: String::new(),
+            other_sets: Vec::new(),
         };
         let d = diff_iptables(&empty, &want, Layout::Table);
         assert!(d.to_string().contains("+ allow in on lo"), "{d}");
