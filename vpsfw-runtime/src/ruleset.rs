@@ -755,7 +755,10 @@ mod tests {
             .all(|r| r.pairs.is_none()));
         // No set is made or matched (the script only removes earlier policies' sets).
         let sh = crate::render::render(&p, crate::render::Format::Sh);
-        assert!(!sh.contains("ipset create") && !sh.contains("--match-set"), "{sh}");
+        assert!(
+            !sh.contains("ipset create") && !sh.contains("--match-set"),
+            "{sh}"
+        );
         // Long enough, but a log rule, a rate-limited rule, a rule with a source port, a
         // port range or another comment in the middle leaves two runs too short.
         let breakers = [
