@@ -296,17 +296,29 @@ impl<'a> Reader<'a> {
         f(self).map(Some)
     }
 
-    fn list<T>(&mut self, mut f: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    fn list<T>(&mut self, f: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let mut items = Vec::new();
+        self.list_into(&mut items, f)?;
+        Some(items)
+    }
+
+    /// [`Reader::list`] appending to `items` (a policy's rules go straight after vpsfw's
+    /// own: one allocation, no copy).
+    fn list_into<T>(
+        &mut self,
+        items: &mut Vec<T>,
+        mut f: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<()> {
         let n: usize = self.parse()?;
         // Each item takes at least two bytes: a huge count in a short table is broken.
         if n > self.s.len().saturating_sub(self.pos) {
             return None;
         }
-        let mut items = Vec::with_capacity(n);
+        items.reserve_exact(n);
         for _ in 0..n {
             items.push(f(self)?);
         }
-        Some(items)
+        Some(())
     }
 
     fn address(&mut self) -> Option<Address> {
@@ -449,13 +461,12 @@ fn decode(table: &str) -> Option<Policy> {
     })?;
     let allowed = r.list(Reader::finding)?;
     let presets = r.list(Reader::preset)?;
-    let written = r.list(Reader::rule)?;
+    let mut rules = crate::spec::implicit_rules();
+    r.list_into(&mut rules, Reader::rule)?;
     r.skip();
     if r.pos != table.len() {
         return None;
     }
-    let mut rules = crate::spec::implicit_rules();
-    rules.extend(written);
     let rules = crate::harden::with_presets(rules, &presets);
     Some(Policy {
         names,
