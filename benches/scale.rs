@@ -11,6 +11,9 @@
 //! creates network namespaces named `vpsfw-bench-*`, deleted afterwards; peers compares
 //! the same policy written for ferm and Aerleon, needs root too, builds its own policy
 //! crates and installs Aerleon into `target/peers/venv` when it is missing).
+//! `VPSFW_BENCH_PROFILE=default` builds the policy crates and the floor with cargo's own
+//! dev profile, as a new user who left out the profile of the README's *Use it* would
+//! (crates under `target/bench-crates-default/`).
 
 #[path = "../tests/roles/mod.rs"]
 mod roles;
@@ -342,8 +345,22 @@ fn floor_main(n: usize, edit: Option<(usize, usize)>) -> String {
     s
 }
 
-/// The profile the README recommends for policy crates; both crates get it.
+/// The profile the README recommends for policy crates; both crates get it (unless
+/// [`default_profile`]).
 const PROFILE: &str = "[profile.dev]\nsplit-debuginfo = \"unpacked\"\n\n[profile.dev.package.\"*\"]\nopt-level = \"s\"\ncodegen-units = 1\ndebug = false\n\n[profile.dev.package.vpsfw-codegen]\nopt-level = 3\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n";
+
+/// `VPSFW_BENCH_PROFILE=default`: cargo's own dev profile for every crate built.
+fn default_profile() -> bool {
+    std::env::var("VPSFW_BENCH_PROFILE").is_ok_and(|v| v == "default")
+}
+
+fn profile_words() -> &'static str {
+    if default_profile() {
+        "cargo's default dev profile (no profile in Cargo.toml)"
+    } else {
+        "dev profile with the settings the README recommends for policy crates"
+    }
+}
 
 struct Crate {
     dir: PathBuf,
@@ -355,7 +372,8 @@ impl Crate {
         let dir = root.join(name);
         std::fs::create_dir_all(dir.join("src")).expect("bench crate dir");
         let manifest = format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{deps}\n[workspace]\n\n{PROFILE}"
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{deps}\n[workspace]\n\n{}",
+            if default_profile() { "" } else { PROFILE }
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).expect("bench manifest");
         let _ = std::fs::copy(Path::new(REPO).join("Cargo.lock"), dir.join("Cargo.lock"));
@@ -397,7 +415,11 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
     println!("edit-to-binary: cargo build (debug) after a one-rule edit (target: <= 1.3x the floor at 1,000 rules)");
     // Under the repository's target directory: kept between runs, so only the first run
     // builds vpsfw's dependencies for these crates.
-    let root = Path::new(REPO).join("target").join("bench-crates");
+    let root = Path::new(REPO).join("target").join(if default_profile() {
+        "bench-crates-default"
+    } else {
+        "bench-crates"
+    });
     let target = root.join("target");
     println!(
         "{:>7} | {:>12} {:>12} | {:>10}",
@@ -424,7 +446,7 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
                 println!("{n:>7} | {e}");
                 return bins;
             }
-            // Three edits, each of a different rule's port; the median rebuild.
+            // Five edits, each of a different rule's port; the median rebuild.
             let d = median_of(
                 || {
                     static K: std::sync::atomic::AtomicUsize =
@@ -436,7 +458,7 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
                         Duration::MAX
                     })
                 },
-                3,
+                5,
             );
             times.push(d);
         }
@@ -448,7 +470,10 @@ fn edit_to_binary(sizes: &[usize]) -> Vec<(usize, PathBuf)> {
         );
         bins.push((n, target.join("debug").join(&policy.name)));
     }
-    println!("(both crates built the same way: `cargo build`, dev profile with the settings the README recommends for policy crates)\n");
+    println!(
+        "(both crates built the same way: `cargo build`, {}; median of 5 edits)\n",
+        profile_words()
+    );
     bins
 }
 
@@ -1006,7 +1031,11 @@ fn snapshot(from: &Path, to: &Path) -> std::io::Result<()> {
 /// in a namespace. The compile figure is the rebuild; also returns the apply alone.
 fn vpsfw_side(vpsfw: &Path, dir: &Path, n: usize) -> Result<(Side, Duration), String> {
     let root = Path::new(REPO).join("target").join("peers");
-    let target = root.join("target");
+    let target = root.join(if default_profile() {
+        "target-default"
+    } else {
+        "target"
+    });
     let krate = Crate::new(
         &root.join("crates"),
         &format!("policy{n}"),
@@ -1281,7 +1310,7 @@ fn peers(sizes: &[usize]) {
     for note in &notes {
         println!("  {note}");
     }
-    println!("(compile: `ferm --noexec --lines FILE`; Aerleon's `aclgen` with its speedway generator (iptables-restore files, default options: a chain per term, so two -A lines per rule), IPv4 and IPv6 policies in one run; vpsfw: `cargo build` (debug, the profile of *Use it*) of a policy crate after a one-rule edit, against a copy of this checkout taken when the part starts (target/peers/).");
+    println!("(compile: `ferm --noexec --lines FILE`; Aerleon's `aclgen` with its speedway generator (iptables-restore files, default options: a chain per term, so two -A lines per rule), IPv4 and IPv6 policies in one run; vpsfw: `cargo build` (debug, {}) of a policy crate after a one-rule edit, against a copy of this checkout taken when the part starts (target/peers/).", profile_words());
     println!(" edit-to-loaded: one rule's port changed, then ferm: `ferm FILE` (it loads through iptables-legacy-restore when installed, as here); Aerleon: aclgen, then iptables-restore + ip6tables-restore of its two files; vpsfw: the cargo build, then `--apply --no-rollback`, whose time alone is (apply); each into a namespace holding the unedited policy, median of {PEER_EDITS} edits; vs = vpsfw's time / the peer's.");
     println!(" Every ferm and iptables command runs under `ip netns exec` (alone: {netns_exec}); IPv4 rules: -A lines of the output, (the kernel's) after loading when they differ; `same policy` lists the tools whose output accepts exactly the policy's (source, port) pairs and whose live ruleset holds the edited rule.)\n");
     let _ = std::fs::remove_dir_all(&dir);
