@@ -978,64 +978,54 @@ fn hand_added_rule_shows_in_diff(mode: Mode) -> Result<(), String> {
 /// `ip6tables-restore --test` refuses the new ruleset: exit 2, nothing changed (the
 /// sets included), nothing pending.
 fn refused_ipv6_test(example: &str) -> Result<(), String> {
-    let lab = Lab::try_new(&[])?;
-    let scratch = Scratch::new("refused")?;
-    lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
-    settle(&lab)?;
-    let before = iptables_state(&lab)?;
-    let real = real_tool("ip6tables-restore")?;
-    let path = scratch.shim(
-        "ip6tables-restore",
-        &format!(
+    refused_by_shim(example, "refused", "ip6tables-restore", |real| {
+        format!(
             "case \" $* \" in *\" --test \"*)\n    cat >/dev/null\n    echo 'shim: simulated ip6tables-restore --test refusal' >&2\n    exit 1;;\nesac\nexec {real} \"$@\"\n"
-        ),
-    )?;
-    let st = scratch.state_args();
-    let st: Vec<&str> = st.iter().map(String::as_str).collect();
-    for args in [
-        cat(&[&["--apply", "--rollback-after", "2"], &st]),
-        cat(&[&["--apply", "--no-rollback"], &st]),
-        cat(&[&["--apply", "--own-chains", "--rollback-after", "2"], &st]),
-    ] {
-        let r = run_bin_env(&lab, example, &args, &[("PATH", path.clone())])?;
-        r.expect_said(2, "refused")?;
-        ensure(r.stderr.contains("simulated"), || {
-            format!("the tool's own message is not passed on; {r}")
-        })?;
-        same(&r.what, &before, &iptables_state(&lab)?)?;
-        scratch.nothing_left(&r.what)?;
-    }
-    scratch.wait_watchers_gone(Duration::from_secs(2))
+        )
+    })
 }
 
 /// `iptables-restore` refuses the policy's IPv4 ruleset at load time (its test passes):
 /// exit 2, both families and the sets as before, nothing pending.
 fn refused_ipv4_load(example: &str) -> Result<(), String> {
+    // Tests and the putting back go to the real tool; the policy's load (it has a stamp
+    // chain) is refused.
+    refused_by_shim(example, "v4refused", "iptables-restore", |real| {
+        format!(
+            "case \" $* \" in *\" --test \"*) exec {real} \"$@\";; esac\n\
+             input=$(cat; echo x)\n\
+             input=${{input%x}}\n\
+             case \"$input\" in\n\
+             *':vpsfw-'*)\n\
+             \x20   echo 'shim: simulated iptables-restore refusal' >&2\n\
+             \x20   exit 1;;\n\
+             esac\n\
+             printf '%s' \"$input\" | {real} \"$@\"\n"
+        )
+    })
+}
+
+/// Applies `example` over the rulesets from before, three ways (with and without
+/// rollback, `--own-chains`), with `tool` replaced by a shim whose body `shim` writes
+/// from the real tool's path: each apply must exit 2 saying "refused", pass the tool's
+/// message on, and leave everything as it was, with nothing pending.
+fn refused_by_shim(
+    example: &str,
+    tag: &str,
+    tool: &str,
+    shim: impl Fn(&str) -> String,
+) -> Result<(), String> {
     let lab = Lab::try_new(&[])?;
-    let scratch = Scratch::new("v4refused")?;
+    let scratch = Scratch::new(tag)?;
     lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
     settle(&lab)?;
     let before = iptables_state(&lab)?;
-    let real = real_tool("iptables-restore")?;
-    // Tests and the putting back go to the real tool; the policy's load (it has a stamp
-    // chain) is refused.
-    let body = format!(
-        "case \" $* \" in *\" --test \"*) exec {real} \"$@\";; esac\n\
-         input=$(cat; echo x)\n\
-         input=${{input%x}}\n\
-         case \"$input\" in\n\
-         *':vpsfw-'*)\n\
-         \x20   echo 'shim: simulated iptables-restore refusal' >&2\n\
-         \x20   exit 1;;\n\
-         esac\n\
-         printf '%s' \"$input\" | {real} \"$@\"\n"
-    );
-    let path = scratch.shim("iptables-restore", &body)?;
+    let path = scratch.shim(tool, &shim(&real_tool(tool)?))?;
     let st = scratch.state_args();
     let st: Vec<&str> = st.iter().map(String::as_str).collect();
     for args in [
-        cat(&[&["--apply", "--no-rollback"], &st]),
         cat(&[&["--apply", "--rollback-after", "2"], &st]),
+        cat(&[&["--apply", "--no-rollback"], &st]),
         cat(&[&["--apply", "--own-chains", "--rollback-after", "2"], &st]),
     ] {
         let r = run_bin_env(&lab, example, &args, &[("PATH", path.clone())])?;

@@ -491,20 +491,10 @@ pub struct IptablesState {
 impl IptablesState {
     /// Reads both families and vpsfw's sets, in parallel.
     pub fn read() -> Result<IptablesState, Error> {
-        let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send>> = vec![
-            Box::new(|| read_table(Family::V4)),
-            Box::new(|| read_table(Family::V6)),
-            Box::new(read_ipsets),
-        ];
-        let mut results = parallel(jobs).into_iter();
-        let mut next = || {
-            results
-                .next()
-                .unwrap_or_else(|| Err(Error::new("missing result")))
-        };
+        let ([v4, v6], ipsets) = read_tables_and(read_ipsets)?;
         Ok(IptablesState {
-            saved: [next()?, next()?],
-            ipsets: next()?,
+            saved: [v4, v6],
+            ipsets,
             other_sets: Vec::new(),
         })
     }
@@ -514,27 +504,17 @@ impl IptablesState {
     /// protocol up in /etc/protocols), so an apply reads only the contents it needs
     /// ([`IptablesState::read_sets`]).
     pub(crate) fn read_names() -> Result<IptablesState, Error> {
-        let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send>> = vec![
-            Box::new(|| read_table(Family::V4)),
-            Box::new(|| read_table(Family::V6)),
-            Box::new(|| {
-                Ok(read_set_names()?
-                    .into_iter()
-                    .filter(|n| !n.ends_with("-new"))
-                    .map(|n| n + "\n")
-                    .collect::<String>())
-            }),
-        ];
-        let mut results = parallel(jobs).into_iter();
-        let mut next = || {
-            results
-                .next()
-                .unwrap_or_else(|| Err(Error::new("missing result")))
-        };
+        let (saved, names) = read_tables_and(|| {
+            Ok(read_set_names()?
+                .into_iter()
+                .filter(|n| !n.ends_with("-new"))
+                .map(|n| n + "\n")
+                .collect())
+        })?;
         Ok(IptablesState {
-            saved: [next()?, next()?],
+            saved,
             ipsets: String::new(),
-            other_sets: next()?.lines().map(str::to_owned).collect(),
+            other_sets: names.lines().map(str::to_owned).collect(),
         })
     }
 
@@ -618,6 +598,24 @@ fn read_table(f: Family) -> Result<String, Error> {
     } else {
         EMPTY_FILTER.to_owned()
     })
+}
+
+/// Both families' filter tables and what `sets` reads, in parallel.
+fn read_tables_and(
+    sets: impl FnOnce() -> Result<String, Error> + Send + 'static,
+) -> Result<([String; 2], String), Error> {
+    let jobs: Vec<Box<dyn FnOnce() -> Result<String, Error> + Send>> = vec![
+        Box::new(|| read_table(Family::V4)),
+        Box::new(|| read_table(Family::V6)),
+        Box::new(sets),
+    ];
+    let mut results = parallel(jobs).into_iter();
+    let mut next = || {
+        results
+            .next()
+            .unwrap_or_else(|| Err(Error::new("missing result")))
+    };
+    Ok(([next()?, next()?], next()?))
 }
 
 /// `ipset save NAME` of each of `names`, in parallel.
