@@ -345,9 +345,17 @@ fn floor_main(n: usize, edit: Option<(usize, usize)>) -> String {
     s
 }
 
-/// The profile the README recommends for policy crates; both crates get it (unless
+/// The profile the README recommends for policy crates, as `template/Cargo.toml` has it
+/// (tests/golden.rs holds the two together); both crates get it (unless
 /// [`default_profile`]).
-const PROFILE: &str = "[profile.dev]\nsplit-debuginfo = \"unpacked\"\n\n[profile.dev.package.\"*\"]\nopt-level = \"s\"\ncodegen-units = 1\ndebug = false\n\n[profile.dev.package.vpsfw-codegen]\nopt-level = 3\n\n[profile.dev.package.vpsfw-runtime]\nopt-level = 3\n";
+fn recommended_profile() -> String {
+    let manifest = std::fs::read_to_string(Path::new(REPO).join("template/Cargo.toml"))
+        .expect("template/Cargo.toml");
+    manifest
+        .find("[profile.dev]")
+        .map(|at| manifest[at..].to_owned())
+        .expect("a [profile.dev] in template/Cargo.toml")
+}
 
 /// `VPSFW_BENCH_PROFILE=default`: cargo's own dev profile for every crate built.
 fn default_profile() -> bool {
@@ -373,7 +381,11 @@ impl Crate {
         std::fs::create_dir_all(dir.join("src")).expect("bench crate dir");
         let manifest = format!(
             "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[dependencies]\n{deps}\n[workspace]\n\n{}",
-            if default_profile() { "" } else { PROFILE }
+            if default_profile() {
+                String::new()
+            } else {
+                recommended_profile()
+            }
         );
         std::fs::write(dir.join("Cargo.toml"), manifest).expect("bench manifest");
         let _ = std::fs::copy(Path::new(REPO).join("Cargo.lock"), dir.join("Cargo.lock"));

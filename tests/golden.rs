@@ -120,3 +120,27 @@ fn generated_policies_rule_counts() {
         assert_eq!(ipset.lines().filter(|l| l.starts_with("add ")).count(), n);
     }
 }
+
+/// The template policy crate (`template/`) is what the README's *Use it* shows: the
+/// same profile and the same `main.rs`, so a copy of either gets the fast rebuilds the
+/// benchmarks measure.
+#[test]
+fn template_is_what_the_readme_shows() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    let readme = read("README.md");
+    let use_it = &readme[readme.find("## Use it").expect("a Use it section")..];
+    let block = |fence: &str| {
+        let start = use_it.find(fence).expect(fence) + fence.len();
+        let len = use_it[start..].find("```\n").expect("a closing fence");
+        use_it[start..start + len].to_owned()
+    };
+    let toml = block("```toml\n");
+    let profile = &toml[toml.find("# Fast edit-to-binary").expect("the profile")..];
+    let manifest = read("template/Cargo.toml");
+    assert!(
+        manifest.ends_with(profile),
+        "template/Cargo.toml does not end with the README's profile:\n{profile}"
+    );
+    assert_eq!(read("template/src/main.rs"), block("```rust\n"));
+}
