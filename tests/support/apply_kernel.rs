@@ -1039,6 +1039,22 @@ fn refused_by_shim(
     scratch.wait_watchers_gone(Duration::from_secs(2))
 }
 
+/// Loads the blocklist example (`--no-rollback`): its sets, with their elements.
+fn apply_blocklist(lab: &Lab, scratch: &Scratch) -> Result<(), String> {
+    let st = scratch.state_args();
+    let st: Vec<&str> = st.iter().map(String::as_str).collect();
+    run_bin(
+        lab,
+        "blocklist",
+        &cat(&[&["--apply", "--no-rollback"], &st]),
+    )?
+    .expect(0, "applied")?;
+    let sets = stdout(lab, &["ipset", "save"])?;
+    ensure(sets.contains("add vpsfw-blocklist-4 "), || {
+        format!("the blocklist's set is empty or missing: {sets}")
+    })
+}
+
 /// The new IPv6 ruleset fails to load after the IPv4 one loaded: IPv4 is put back, exit
 /// 2, both families byte-identical (with counters), nothing pending. With
 /// `over_sets`, what was loaded before is the blocklist policy, whose sets the new
@@ -1047,18 +1063,7 @@ fn failed_ipv6_load(over_sets: bool) -> Result<(), String> {
     let lab = Lab::try_new(&[])?;
     let scratch = Scratch::new("v6fail")?;
     if over_sets {
-        let st = scratch.state_args();
-        let st: Vec<&str> = st.iter().map(String::as_str).collect();
-        run_bin(
-            &lab,
-            "blocklist",
-            &cat(&[&["--apply", "--no-rollback"], &st]),
-        )?
-        .expect(0, "applied")?;
-        let sets = stdout(&lab, &["ipset", "save"])?;
-        ensure(sets.contains("add vpsfw-blocklist-4 "), || {
-            format!("the blocklist's set is empty or missing: {sets}")
-        })?;
+        apply_blocklist(&lab, &scratch)?;
     } else {
         lab.load_restore(lab.vps(), BEFORE_V4, BEFORE_V6)?;
     }
@@ -1541,27 +1546,16 @@ fn persist_files_load(mode: Mode) -> Result<(), String> {
 
 // --- 8. sets --------------------------------------------------------------------------
 
-/// The blocklist example's ipsets are rolled back with the rules: sets that did not
-/// exist are gone again, a set that did exist (used by a rule from before) gets its old
-/// elements back; another tool's set is never touched.
 /// A policy without the sets of the one before removes them (nothing uses them); its
 /// rollback brings them back with every element, and the rules that use them.
 fn removed_sets_roll_back() -> Result<(), String> {
     let lab = Lab::try_new(&[])?;
     let scratch = Scratch::new("removed-sets")?;
-    let st = scratch.state_args();
-    let st: Vec<&str> = st.iter().map(String::as_str).collect();
-    run_bin(
-        &lab,
-        "blocklist",
-        &cat(&[&["--apply", "--no-rollback"], &st]),
-    )?
-    .expect(0, "applied")?;
+    apply_blocklist(&lab, &scratch)?;
     settle(&lab)?;
     let before = iptables_state(&lab)?;
-    ensure(before.contains("add vpsfw-blocklist-4 "), || {
-        format!("the blocklist's set is empty or missing:\n{before}")
-    })?;
+    let st = scratch.state_args();
+    let st: Vec<&str> = st.iter().map(String::as_str).collect();
     let started = Instant::now();
     run_bin(
         &lab,
@@ -1578,6 +1572,9 @@ fn removed_sets_roll_back() -> Result<(), String> {
     scratch.wait_watchers_gone(Duration::from_secs(2))
 }
 
+/// The blocklist example's ipsets are rolled back with the rules: sets that did not
+/// exist are gone again, a set that did exist (used by a rule from before) gets its old
+/// elements back; another tool's set is never touched.
 fn sets_roll_back() -> Result<(), String> {
     let lab = Lab::try_new(PEERS)?;
     let scratch = Scratch::new("sets")?;
