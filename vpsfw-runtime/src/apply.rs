@@ -410,6 +410,8 @@ struct Prepared {
     /// iptables: what to load, per family.
     texts: Option<[Load; 2]>,
     sets: SetPlan,
+    /// nft: the file to load.
+    nft: Option<String>,
 }
 
 /// What to load into each family, once the live state is known.
@@ -521,14 +523,24 @@ fn prepare(
                         unchanged,
                         texts,
                         sets,
+                        nft: None,
                     },
                     Some(want),
                 ))
             })
         }
         Backend::Nft => {
-            let live = live::read_nft()?;
-            let stamp = render::stamp(policy);
+            // The live table is read while the policy's file is rendered.
+            let (live, file, stamp) = std::thread::scope(|s| {
+                let reading = s.spawn(live::read_nft);
+                let stamp = render::stamp(policy);
+                let file = crate::nft::file(policy);
+                let live = reading
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::new("reading the live table panicked")));
+                (live, file, stamp)
+            });
+            let live = live?;
             // Only a table stamped with this policy can be unchanged; then compare it
             // rule by rule, in the kernel's words.
             let unchanged = live
@@ -543,6 +555,7 @@ fn prepare(
                     unchanged,
                     texts: None,
                     sets: SetPlan::default(),
+                    nft: Some(file),
                 },
                 None,
             ))
@@ -607,13 +620,21 @@ fn commit(
             }
             Ok(())
         }
-        _ => run("nft", &["-f", "-"], Some(&crate::nft::file(policy)))
-            .map(drop)
-            .map_err(|e| {
+        _ => {
+            let rendered;
+            let file = match &prepared.nft {
+                Some(file) => file.as_str(),
+                None => {
+                    rendered = crate::nft::file(policy);
+                    &rendered
+                }
+            };
+            run("nft", &["-f", "-"], Some(file)).map(drop).map_err(|e| {
                 Error::new(format!(
                     "nft refused the ruleset (nothing was changed): {e}"
                 ))
-            }),
+            })
+        }
     }
 }
 
