@@ -449,6 +449,23 @@ fn describe(policy: &Policy, index: usize) -> String {
 
 /// Per rule: whether it is dead in every family it exists in, and the earlier rules
 /// that decide its packets.
+/// Takes `e` out of every piece of `rest` it touches; whether it touched any.
+fn carve(rest: &mut Vec<Cube>, e: &Cube) -> bool {
+    if !rest.iter().any(|p| p.intersects(e)) {
+        return false;
+    }
+    let mut next = Vec::with_capacity(rest.len());
+    for piece in rest.drain(..) {
+        if piece.intersects(e) {
+            next.extend(piece.subtract(e));
+        } else {
+            next.push(piece);
+        }
+    }
+    *rest = next;
+    true
+}
+
 fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
     // rule index -> (families checked, families dead, deciders)
     let n = policy.rules().len();
@@ -505,23 +522,12 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                             if c2 != class {
                                 continue;
                             }
-                            if !rest.iter().any(|p| p.intersects(e)) {
+                            if !carve(&mut rest, e) {
                                 continue;
                             }
-                            let mut next = Vec::with_capacity(rest.len());
-                            let mut touched = false;
-                            for piece in &rest {
-                                if piece.intersects(e) {
-                                    touched = true;
-                                    next.extend(piece.subtract(e));
-                                } else {
-                                    next.push(piece.clone());
-                                }
-                            }
-                            if touched && !who.contains(&earlier.index) {
+                            if !who.contains(&earlier.index) {
                                 who.push(earlier.index);
                             }
-                            rest = next;
                             if rest.is_empty() {
                                 continue 'classes;
                             }

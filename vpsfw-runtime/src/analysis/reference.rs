@@ -3,8 +3,8 @@
 //! the randomized tests hold the indexed analysis to the same findings, byte for byte.
 
 use super::{
-    classes, covered, decides, describe, line_cube, written, Chains, Class, Cube, Ifaces, Walk,
-    MAX_PIECES,
+    carve, classes, covered, decides, describe, line_cube, written, Chains, Class, Cube, Ifaces,
+    Walk, MAX_PIECES,
 };
 use crate::model::{Policy, Rule};
 use crate::ruleset::chain_lines;
@@ -48,23 +48,12 @@ pub(super) fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                             if c2 != class {
                                 continue;
                             }
-                            if !rest.iter().any(|p| p.intersects(e)) {
+                            if !carve(&mut rest, e) {
                                 continue;
                             }
-                            let mut next = Vec::with_capacity(rest.len());
-                            let mut touched = false;
-                            for piece in &rest {
-                                if piece.intersects(e) {
-                                    touched = true;
-                                    next.extend(piece.subtract(e));
-                                } else {
-                                    next.push(piece.clone());
-                                }
-                            }
-                            if touched && !who.contains(&earlier.index) {
+                            if !who.contains(&earlier.index) {
                                 who.push(earlier.index);
                             }
-                            rest = next;
                             if rest.is_empty() {
                                 continue 'classes;
                             }
