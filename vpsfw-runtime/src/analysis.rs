@@ -904,14 +904,32 @@ fn walk(
         #[cfg(test)]
         Engine::Reference => return reference::walk(policy, chains, family, chain, start, class),
     }
-    let ifaces = &chains.ifaces;
     let lines = chains.get(family, chain);
     // Every piece stays inside `start`: only lines whose bounds overlap it can touch one.
     let mut near = Vec::new();
     chains.index(family, chain)[class_slot(class)].overlapping(&start.bounds(), &mut near);
+    walk_lines(
+        policy,
+        &chains.ifaces,
+        chain,
+        near.into_iter().map(|j| &lines[j]),
+        start,
+        class,
+    )
+}
+
+/// [`walk`] through `lines` (in chain order), the ones that can touch `start`.
+fn walk_lines<'l, 'p: 'l>(
+    policy: &Policy,
+    ifaces: &Ifaces,
+    chain: Chain,
+    lines: impl Iterator<Item = &'l Line<'p>>,
+    start: Cube,
+    class: Class,
+) -> Walk {
     let mut rest = vec![start];
     let mut dropped_by = None;
-    for line in near.into_iter().map(|j| &lines[j]) {
+    for line in lines {
         if line.rule.action() == Action::Log {
             continue;
         }

@@ -3,12 +3,12 @@
 //! the randomized tests hold the indexed analysis to the same findings, byte for byte.
 
 use super::{
-    carve, classes, covered, decides, describe, line_cube, written, Chains, Class, Cube, Ifaces,
+    carve, classes, covered, decides, line_cube, walk_lines, written, Chains, Class, Cube, Ifaces,
     Walk, MAX_PIECES,
 };
 use crate::model::{Policy, Rule};
 use crate::ruleset::chain_lines;
-use crate::value::{Action, Chain, Family, Verdict};
+use crate::value::{Chain, Family};
 
 /// Per rule: whether it is dead in every family it exists in, and the earlier rules
 /// that decide its packets.
@@ -107,51 +107,6 @@ pub(super) fn walk(
     start: Cube,
     class: Class,
 ) -> Walk {
-    let ifaces = &chains.ifaces;
-    let mut rest = vec![start];
-    let mut dropped_by = None;
-    for line in chains.get(family, chain) {
-        if line.rule.action() == Action::Log {
-            continue;
-        }
-        let Some(cube) = line_cube(line, class, ifaces) else {
-            continue;
-        };
-        if !rest.iter().any(|p| p.intersect(&cube).is_some()) {
-            continue;
-        }
-        let action = line.rule.action();
-        if line.rule.may_not_match() {
-            // A rate-limited rule may not match: the packets go on.
-            continue;
-        }
-        if action != Action::Allow && dropped_by.is_none() {
-            dropped_by = Some(describe(policy, line.index));
-        }
-        rest = rest.iter().flat_map(|p| p.subtract(&cube)).collect();
-        if rest.len() > MAX_PIECES {
-            return Walk {
-                reaches_drop_policy: false,
-                dropped_by: dropped_by
-                    .or_else(|| Some(format!("too many cases to prove (over {MAX_PIECES})"))),
-            };
-        }
-        if rest.is_empty() {
-            return Walk {
-                reaches_drop_policy: false,
-                dropped_by,
-            };
-        }
-    }
-    match policy.defaults().get(chain) {
-        Verdict::Allow => Walk {
-            reaches_drop_policy: false,
-            dropped_by,
-        },
-        Verdict::Drop => Walk {
-            reaches_drop_policy: true,
-            dropped_by: dropped_by
-                .or_else(|| Some(format!("the {} policy (drop)", chain.iptables_name()))),
-        },
-    }
+    let lines = chains.get(family, chain);
+    walk_lines(policy, &chains.ifaces, chain, lines.iter(), start, class)
 }
