@@ -29,8 +29,6 @@ use crate::value::{Action, Chain, Direction, Family, Protocol, State, Verdict};
 #[cfg(test)]
 mod equivalence;
 mod index;
-#[cfg(test)]
-mod reference;
 
 use index::BoxIndex;
 
@@ -466,7 +464,10 @@ fn carve(rest: &mut Vec<Cube>, e: &Cube) -> bool {
     true
 }
 
-fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
+/// Per rule: whether it is dead in every family it exists in, and the earlier rules
+/// that decide its packets. Each rule is compared with the earlier deciding lines the
+/// index finds (with [`Engine::Reference`], with every earlier deciding line).
+fn dead_rules(policy: &Policy, engine: Engine) -> Vec<(usize, Vec<usize>)> {
     // rule index -> (families checked, families dead, deciders)
     let n = policy.rules().len();
     let mut live = vec![false; n];
@@ -515,7 +516,16 @@ fn dead_rules(policy: &Policy) -> Vec<(usize, Vec<usize>)> {
                     let mut rest = vec![cube.clone()];
                     // Every piece lies inside the rule's own bounds: only earlier rules
                     // whose bounds overlap them can touch it.
-                    index[class_slot(*class)].overlapping(&cube.bounds(), &mut near);
+                    match engine {
+                        Engine::Indexed => {
+                            index[class_slot(*class)].overlapping(&cube.bounds(), &mut near)
+                        }
+                        #[cfg(test)]
+                        Engine::Reference => {
+                            near.clear();
+                            near.extend((0..i).filter(|j| decides(&lines[*j])));
+                        }
+                    }
                     for &j in &near {
                         let earlier = &lines[j];
                         for (c2, e) in &cubes[j] {
@@ -596,12 +606,7 @@ fn covered(rule: &[(Class, Cube)], others: &[&Vec<(Class, Cube)>]) -> bool {
 }
 
 fn shadow_findings(policy: &Policy, engine: Engine, out: &mut Vec<Finding>) {
-    let dead = match engine {
-        Engine::Indexed => dead_rules(policy),
-        #[cfg(test)]
-        Engine::Reference => reference::dead_rules(policy),
-    };
-    for (index, who) in dead {
+    for (index, who) in dead_rules(policy, engine) {
         let rule = &policy.rules()[index];
         let differs = who
             .iter()
@@ -899,37 +904,21 @@ fn walk(
     start: Cube,
     class: Class,
 ) -> Walk {
-    match chains.engine {
-        Engine::Indexed => {}
-        #[cfg(test)]
-        Engine::Reference => return reference::walk(policy, chains, family, chain, start, class),
-    }
+    let ifaces = &chains.ifaces;
     let lines = chains.get(family, chain);
-    // Every piece stays inside `start`: only lines whose bounds overlap it can touch one.
+    // Every piece stays inside `start`: only lines whose bounds overlap it can touch one
+    // (with [`Engine::Reference`], every line is tried).
     let mut near = Vec::new();
-    chains.index(family, chain)[class_slot(class)].overlapping(&start.bounds(), &mut near);
-    walk_lines(
-        policy,
-        &chains.ifaces,
-        chain,
-        near.into_iter().map(|j| &lines[j]),
-        start,
-        class,
-    )
-}
-
-/// [`walk`] through `lines` (in chain order), the ones that can touch `start`.
-fn walk_lines<'l, 'p: 'l>(
-    policy: &Policy,
-    ifaces: &Ifaces,
-    chain: Chain,
-    lines: impl Iterator<Item = &'l Line<'p>>,
-    start: Cube,
-    class: Class,
-) -> Walk {
+    match chains.engine {
+        Engine::Indexed => {
+            chains.index(family, chain)[class_slot(class)].overlapping(&start.bounds(), &mut near)
+        }
+        #[cfg(test)]
+        Engine::Reference => near.extend(0..lines.len()),
+    }
     let mut rest = vec![start];
     let mut dropped_by = None;
-    for line in lines {
+    for line in near.into_iter().map(|j| &lines[j]) {
         if line.rule.action() == Action::Log {
             continue;
         }
