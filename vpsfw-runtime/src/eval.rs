@@ -937,6 +937,7 @@ fn endpoint(text: &str) -> Result<(IpAddr, Option<u16>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     #[test]
     fn parses_check_lines() {
@@ -975,27 +976,6 @@ mod tests {
             "in tcp from 192.0.2.2:1 to 192.0.2.1:22 on eth0;reboot",
         ] {
             assert!(bad.parse::<Packet>().is_err(), "{bad:?} was accepted");
-        }
-    }
-
-    /// A small deterministic generator (xorshift64*), so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn chance(&mut self, percent: usize) -> bool {
-            self.below(100) < percent
-        }
-        fn pick<T: Clone>(&mut self, from: &[T]) -> T {
-            from[self.below(from.len())].clone()
         }
     }
 

@@ -17,6 +17,9 @@ pub mod set;
 pub mod spec;
 pub mod value;
 
+#[cfg(test)]
+mod test_rng;
+
 #[cfg(feature = "cli")]
 pub mod apply;
 #[cfg(feature = "cli")]

@@ -5,32 +5,8 @@
 use super::{analyze_with, Engine, Finding, FindingKind};
 use crate::builder::{Builder, RuleBuilder};
 use crate::model::{Origin, Policy};
+use crate::test_rng::Rng;
 use crate::value::{Action, Chain, Direction, Protocol, RateUnit, State, Verdict};
-
-/// xorshift64*, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len())]
-    }
-}
 
 /// Addresses by family: IPv4 only, IPv6 only, both (a rule from or to one of both is in
 /// each family the other end allows).
