@@ -4,12 +4,13 @@
 //! policy rule) must agree. The probes include a source with another rule's port: a
 //! merge that widened a match would let it in.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use vpsfw::builder::{Builder, RuleBuilder};
-use vpsfw::{render, Chain, Format, Outcome as Verdict, Packet, Policy, Protocol, State};
+use vpsfw::{render, Chain, Format, Policy, Protocol, State};
 
-use super::netns::{tcp_connect, Lab, Listener, Outcome, PROBE_TIMEOUT};
+use super::netns::{Lab, Listener};
+use super::probe::probe_all;
 
 /// `allow in tcp from SRC to PORT state new;`
 fn allow(src: &str, port: u16) -> RuleBuilder {
@@ -37,51 +38,6 @@ fn build(rules: Vec<RuleBuilder>) -> Policy {
 fn load(lab: &Lab, policy: &Policy, nft: bool) -> Result<(), String> {
     let script = render(policy, if nft { Format::NftSh } else { Format::Sh });
     lab.run_sh(lab.vps(), &script).map(drop)
-}
-
-/// Sends each probe (source address, destination port, whether it must get in) from
-/// the lab's peer side, checks the kernel's answer and that the evaluator agrees.
-fn probe_all(
-    lab: &Lab,
-    policy: &Policy,
-    probes: &[(&str, u16, bool)],
-    port_base: u16,
-) -> Result<(), String> {
-    for (i, &(addr, port, allowed)) in probes.iter().enumerate() {
-        let ip: IpAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let vps: IpAddr = if ip.is_ipv4() {
-            "192.0.2.1"
-        } else {
-            "2001:db8::1"
-        }
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-        let src = SocketAddr::new(ip, port_base + i as u16);
-        let dst = SocketAddr::new(vps, port);
-        let got = tcp_connect(lab.net(), Some(src), dst, PROBE_TIMEOUT);
-        let want = if allowed {
-            Outcome::Connected
-        } else {
-            Outcome::TimedOut
-        };
-        if got != want {
-            return Err(format!(
-                "{src} -> {dst}: the kernel said {got:?}, the policy means {want:?}"
-            ));
-        }
-        let packet: Packet = format!("in tcp from {src} to {dst}").parse()?;
-        let predicted = policy.evaluate(&packet).outcome;
-        let agrees = matches!(
-            (&got, predicted),
-            (Outcome::Connected, Verdict::Accept) | (Outcome::TimedOut, Verdict::Drop)
-        );
-        if !agrees {
-            return Err(format!(
-                "{src} -> {dst}: the evaluator says {predicted:?}, the kernel {got:?}"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn peers(probes: &[(&str, u16, bool)]) -> Vec<IpAddr> {

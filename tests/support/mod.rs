@@ -30,6 +30,10 @@ pub mod sets_kernel;
 
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
+pub mod probe;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
 pub mod harden_kernel;
 
 #[cfg(target_os = "linux")]
