@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 use crate::model::{Policy, Rule, Target};
 use crate::render::{comment_text, header, EOF_MARK};
-use crate::ruleset::{long_runs, mergeable, port_union, run_pairs, same_rest, PairItem};
+use crate::ruleset::{mergeable, port_union, replace_runs, run_pairs, same_rest, PairItem};
 use crate::value::{Action, Chain, Family, IcmpType, PortRange, Protocol, Verdict};
 
 /// The table vpsfw owns; nothing outside it is touched.
@@ -417,25 +417,14 @@ impl PairItem for NftRule<'_> {
 /// Replaces each run of at least [`AUTO_SET_MIN`] adjacent rules that differ only in
 /// source network and single destination ports by one concatenated-set rule.
 fn nft_pair_runs(rules: Vec<NftRule<'_>>) -> Vec<NftRule<'_>> {
-    let runs = long_runs(&rules);
-    if runs.is_empty() {
-        return rules;
-    }
-    let mut out = Vec::with_capacity(rules.len());
-    let mut at = 0;
-    for run in runs {
-        out.extend_from_slice(&rules[at..run.start]);
-        let items = &rules[run.clone()];
-        at = run.end;
+    replace_runs(rules, |_, items| {
         let (pairs, origins) = run_pairs(items);
         let mut head = items[0].clone();
         head.origins = origins;
         head.dport = None;
         head.pairs = Some(pairs);
-        out.push(head);
-    }
-    out.extend_from_slice(&rules[at..]);
-    out
+        vec![head]
+    })
 }
 
 /// The rules count, as `nft list` will show them.

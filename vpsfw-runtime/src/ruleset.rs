@@ -404,38 +404,47 @@ pub(crate) fn run_pairs<T: PairItem>(run: &[T]) -> (Vec<(IpNet, u16)>, Vec<usize
     (pair_elements(pairs), origins)
 }
 
+/// Replaces each run that [`long_runs`] finds in `items` by what `merge` makes of it
+/// (given the run's ordinal); the rest stays as it is.
+pub(crate) fn replace_runs<T: PairItem + Clone>(
+    items: Vec<T>,
+    mut merge: impl FnMut(usize, &[T]) -> Vec<T>,
+) -> Vec<T> {
+    let runs = long_runs(&items);
+    if runs.is_empty() {
+        return items;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut at = 0;
+    for (ordinal, run) in runs.into_iter().enumerate() {
+        out.extend_from_slice(&items[at..run.start]);
+        out.extend(merge(ordinal, &items[run.clone()]));
+        at = run.end;
+    }
+    out.extend_from_slice(&items[at..]);
+    out
+}
+
 /// Replaces each run of at least [`AUTO_SET_MIN`] adjacent lines that differ only in
 /// source network and single destination ports by one line matching a pair set.
 fn pair_runs(lines: Vec<Rendered<'_>>, family: Family, chain: Chain) -> Vec<Rendered<'_>> {
-    let runs = long_runs(&lines);
-    if runs.is_empty() {
-        return lines;
-    }
-    let mut out = Vec::with_capacity(lines.len());
-    let mut at = 0;
-    for (ordinal, run) in runs.into_iter().enumerate() {
-        out.extend_from_slice(&lines[at..run.start]);
-        let items = &lines[run.clone()];
-        at = run.end;
+    replace_runs(lines, |ordinal, items| {
         // A pair source implies tcp or udp.
         let Some(proto) = items[0].line.rule.proto() else {
-            out.extend_from_slice(items);
-            continue;
+            return items.to_vec();
         };
         let (pairs, origins) = run_pairs(items);
         let name = pair_set_name(chain, family, ordinal, proto, &pairs);
         let mut line = items[0].line;
         line.src = None;
         line.dport = None;
-        out.push(Rendered {
+        vec![Rendered {
             line,
             origins,
             dport: None,
             pairs: Some(PairSet { name, proto, pairs }),
-        });
-    }
-    out.extend_from_slice(&lines[at..]);
-    out
+        }]
+    })
 }
 
 #[cfg(test)]
